@@ -1,0 +1,40 @@
+# One-command set-up: every target installs what it needs and is safe to re-run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+WORKDIR ?= workdirs/default
+CONFIG ?= configs/default.py
+
+.PHONY: setup train test bench clean
+
+# The stamp is rebuilt only when the pins change, so a second `make setup` is instant.
+$(BIN)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(BIN)/.installed
+	@if [ ! -e $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] && [ ! -e $(FASHION_MNIST_DIR)/train-images-idx3-ubyte ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "warning: $(FASHION_MNIST_DIR) is empty and apt-get is missing: get the Fashion-MNIST IDX files and pass --config.data.manual_dir=DIR"; \
+	  fi; \
+	fi
+
+train: setup
+	$(BIN)/python -m imagenet_train train --config=$(CONFIG) --workdir=$(WORKDIR)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python benchmarks/step_throughput.py --model=lenet5 --batch=256 --dtype=float32 --image_size=28
+	$(BIN)/python benchmarks/step_throughput.py --model=resnet18 --batch=64 --dtype=float32 --image_size=28
+
+clean:
+	rm -rf $(VENV) workdirs

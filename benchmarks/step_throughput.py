@@ -1,0 +1,83 @@
+"""Times the jitted train step on synthetic batches already on the device.
+
+    python benchmarks/step_throughput.py --model=resnet50 --batch=256 [--dtype=bfloat16]
+
+Runs on whatever backend JAX finds (CPU here, GPU or TPU elsewhere) and imports no
+TensorFlow, so it runs on accelerator machines that have JAX but not TensorFlow. It times the
+same `train_step` the trainer jits (SGD with Nesterov momentum, weight decay, the full update),
+reports the compile time, and the median over the timed steps after warm-up.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from imagenet_train import models, sharding, train
+from imagenet_train.data import DatasetInfo
+from imagenet_train.defaults import base_config
+from imagenet_train.errors import UserError
+
+_MODEL = flags.DEFINE_string("model", "resnet50", "Registered model name.")
+_BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
+_IMAGE = flags.DEFINE_integer("image_size", 0, "Input height and width; 0 for the model's native size.")
+_DTYPE = flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+
+
+def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warmup: int) -> dict:
+  native_shape, num_classes = models.native_input(name)
+  shape = (image_size, image_size, native_shape[2]) if image_size else native_shape
+  config = base_config()
+  config.model, config.dtype, config.batch_size = name, dtype, batch
+  config.optimizer.nesterov = True
+  config.num_train_steps = 1000
+  mesh = sharding.create_mesh()
+  train.check_batch_sizes(config, mesh)
+  setup = train.build(config, mesh, DatasetInfo(num_classes, shape, num_train_examples=batch * 1000,
+                                                num_eval_examples=batch))
+  state = jax.jit(lambda: train.init_state(setup.model, setup.tx, shape, 0), out_shardings=setup.state_sharding)()
+  rng = np.random.default_rng(0)
+  batch_arrays = jax.device_put(
+      {"image": rng.standard_normal((batch, *shape), dtype=np.float32),
+       "label": rng.integers(0, num_classes, batch).astype(np.int32)}, sharding.batch_sharding(mesh))
+  step = train.jit_train_step(setup)
+  start = time.perf_counter()
+  compiled = step.lower(state, batch_arrays).compile()
+  compile_s = time.perf_counter() - start
+  for _ in range(warmup):
+    state, metrics, _ = compiled(state, batch_arrays)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics, _ = compiled(state, batch_arrays)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - start)
+  median = float(np.median(times))
+  return {"model": name, "batch": batch, "input": "x".join(map(str, shape)), "dtype": dtype,
+          "images_per_s": batch / median, "median_step_ms": 1000 * median, "compile_s": compile_s,
+          "loss_finite": bool(jnp.isfinite(metrics.compute()["loss"]))}
+
+
+def main(argv):
+  del argv
+  names = models.names() if _MODEL.value == "all" else [_MODEL.value]
+  device = jax.devices()[0]
+  print(f"backend: {jax.default_backend()} ({len(jax.devices())} x {device.device_kind}), jax {jax.__version__}")
+  print(f"| {'model':12s} | batch | {'input':11s} | dtype    | images/s | median step (ms) | compile (s) |")
+  print(f"|{'-' * 14}|-------|{'-' * 13}|----------|----------|------------------|-------------|")
+  for name in names:
+    try:
+      row = measure(name, _BATCH.value, _IMAGE.value, _DTYPE.value, _STEPS.value, _WARMUP.value)
+    except UserError as error:
+      raise SystemExit(f"error: {error}")
+    print(f"| {row['model']:12s} | {row['batch']:5d} | {row['input']:11s} | {row['dtype']:8s} | "
+          f"{row['images_per_s']:8.0f} | {row['median_step_ms']:16.1f} | {row['compile_s']:11.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

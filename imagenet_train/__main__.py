@@ -1,0 +1,127 @@
+"""The command line: train, evaluate, models.
+
+    python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
+    python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
+    python -m imagenet_train models
+
+Config fields are overridden as `--config.batch_size=512`. A mistake the user can fix ends in
+one line on stderr naming the problem and the fix, with exit status 2 (1 for a NaN stop).
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from imagenet_train.errors import UserError
+
+COMMANDS = ("train", "evaluate", "models")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, best, or a step number.")
+
+
+def _fail(message: str, exit_code: int = 2):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(exit_code)
+
+
+def _parse_flags(argv):
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as error:
+    _fail(f"{error} (see --helpfull)")
+  except (AttributeError, KeyError) as error:  # ml_collections: an override names no config field
+    field = str(error).strip("\"'")
+    _fail(f"the config has no field {field!r}: check the spelling of --config.{field}=... against the config file")
+  if len(rest) != 2 or rest[1] not in COMMANDS:
+    _fail(f"expected one command, one of {', '.join(COMMANDS)}; got {' '.join(rest[1:]) or 'none'}")
+  return rest
+
+
+def _config():
+  config = _CONFIG.value
+  try:
+    config.keys()  # config_flags defers the error of a file that failed to load until first use
+  except OSError as error:
+    _fail(f"cannot load config file {flags.FLAGS['config'].config_filename}: {str(error).splitlines()[-1].strip()}")
+  except AttributeError:
+    pass
+  if config is None:
+    _fail("--config is required: pass --config=configs/default.py (or another file in configs/)")
+  if not _WORKDIR.value:
+    _fail("--workdir is required: pass --workdir=DIR for checkpoints and metrics")
+  return config
+
+
+def _print_results(title: str, results: dict):
+  print(title)
+  for key, value in results.items():
+    print(f"  {key:28s} {value:.4f}" if isinstance(value, float) else f"  {key:28s} {value}")
+
+
+def _train():
+  from imagenet_train import train
+
+  config = _config()
+  summary = train.train_and_evaluate(config, _WORKDIR.value)
+  if summary:
+    with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    _print_results("Training finished:", {
+        "test/eval top-1 accuracy": summary.get("eval/top1", float("nan")),
+        "test/eval top-5 accuracy": summary.get("eval/top5", float("nan")),
+        "eval loss": summary.get("eval/loss", float("nan")),
+        "steps": summary["steps"], "wall time (s)": summary["wall_time_s"],
+        "images/s": summary["images_per_second"]})
+
+
+def _evaluate():
+  from imagenet_train import train
+
+  config = _config()
+  which = _CHECKPOINT.value
+  if which not in ("latest", "best") and not which.isdigit():
+    _fail(f"--checkpoint={which} is not latest, best or a step number")
+  results = train.evaluate_workdir(config, _WORKDIR.value, which)
+  with open(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  _print_results(f"Evaluation of step {results['step']}:", results)
+
+
+def _models():
+  from imagenet_train import models
+
+  print(f"{'model':16s} {'parameters':>14s}  input")
+  for name, params, shape in models.summaries():
+    print(f"{name:16s} {params:>14,d}  {'x'.join(map(str, shape))}")
+
+
+def main(argv):
+  command = argv[1]
+  try:
+    {"train": _train, "evaluate": _evaluate, "models": _models}[command]()
+  except UserError as error:
+    logging.flush()
+    _fail(str(error), error.exit_code)
+
+
+class _QuietLibraries(logging.logging.Filter):
+  """Drops Orbax's and tf.data's per-save INFO chatter from the console; warnings still pass."""
+
+  def filter(self, record):
+    return record.levelno > logging.logging.INFO or not any(
+        part in record.pathname for part in ("/orbax/", "/tensorflow/"))
+
+
+def run():
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

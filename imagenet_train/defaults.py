@@ -1,0 +1,76 @@
+"""Every config field with its default; the files in configs/ start from `base_config()`.
+
+It lives in the package rather than in configs/ so that a config file loads from any working
+directory: config files are read by path, not imported as a package.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = ""
+  c.model_options = ml_collections.ConfigDict()  # the family's own constructor options
+  c.dtype = "bfloat16"  # compute; parameters, optimizer state and BatchNorm statistics stay fp32
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ""  # a tfds name, or one of the project's local builders
+  c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds's default
+  c.data.manual_dir = ml_collections.config_dict.placeholder(str)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.image_key = "image"
+  c.data.label_key = "label"
+  c.data.pp_train = ""
+  c.data.pp_eval = ""
+  c.data.shuffle_buffer = 16_384
+  c.data.cache_raw = False  # keep the encoded records in memory after the first epoch
+  c.data.threads = 0  # tf.data's private thread pool; 0 lets tf.data decide
+  c.data.host_prefetch = 2
+  c.data.device_prefetch = 2
+
+  c.batch_size = 256  # global, over all devices of all processes
+  c.eval_batch_size = 256
+  c.num_epochs = 90.0
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+
+  c.learning_rate = 0.1
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"  # sgd | adam | rmsprop
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.rms_decay = 0.9
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.weight_decay_mode = "l2"  # l2: added to every weight's gradient | decoupled: no BN, no biases
+  c.optimizer.grad_clip_norm = 0.0
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "cosine"  # constant | steps | exponential | cosine | plateau
+  c.schedule.warmup_epochs = 0.0
+  c.schedule.warmup_start_fraction = 0.0
+  c.schedule.boundaries_epochs = (30, 60, 80)  # steps
+  c.schedule.decay_factor = 0.1  # steps, exponential
+  c.schedule.decay_every_epochs = 1.0  # exponential
+  c.schedule.final_fraction = 0.0  # cosine
+  c.schedule.plateau = ml_collections.ConfigDict()
+  c.schedule.plateau.patience = 1  # evaluations without improvement before dividing
+  c.schedule.plateau.factor = 0.1
+  c.schedule.plateau.threshold = 1e-3  # top-1 must rise by this much to count
+  c.schedule.plateau.min_factor = 1e-3
+
+  c.label_smoothing = 0.0
+
+  c.log_every_steps = 100
+  c.eval_every_epochs = 1.0
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.async_checkpoints = True
+  c.profile = False  # write a profiler trace of a few steps to the workdir
+  c.profile_first_step = 10
+  c.profile_steps = 5
+  return c

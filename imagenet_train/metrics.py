@@ -1,0 +1,38 @@
+"""CLU metric collections for classification and the writers they go to."""
+
+import flax
+import jax
+import jax.numpy as jnp
+from clu import metric_writers, metrics
+
+
+@flax.struct.dataclass
+class ClassificationMetrics(metrics.Collection):
+  """Mean loss and top-1/top-5 accuracy over the examples whose mask is set."""
+
+  loss: metrics.Average.from_output("loss")
+  top1: metrics.Average.from_output("top1")
+  top5: metrics.Average.from_output("top5")
+
+  def num_examples(self) -> int:
+    return int(self.top1.count)
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  """1.0 where the label is among the k highest logits (ties broken toward the label's favour)."""
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  rank = jnp.sum(logits > label_logit, axis=-1)
+  return (rank < k).astype(jnp.float32)
+
+
+def classification_metrics(logits, labels, loss_per_example, mask=None) -> ClassificationMetrics:
+  """One batch's metrics; inside jit over a global batch, the sums span every device."""
+  logits = logits.astype(jnp.float32)
+  return ClassificationMetrics.single_from_model_output(
+      loss=loss_per_example, top1=topk_correct(logits, labels, 1),
+      top5=topk_correct(logits, labels, min(5, logits.shape[-1])), mask=mask)
+
+
+def create_writer(workdir: str) -> metric_writers.MetricWriter:
+  """TensorBoard event files in `workdir` plus the console; process 0 writes, others only log."""
+  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0, asynchronous=True)

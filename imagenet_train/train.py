@@ -1,0 +1,358 @@
+"""The training loop. `train_step` and `eval_step` are pure functions jitted over the mesh.
+
+This is where config, data, model, optimizer, metrics and checkpoints meet. The loop never
+waits for the devices except when it writes metrics, evaluates or checkpoints.
+"""
+
+import dataclasses
+import functools
+import math
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import periodic_actions
+
+from imagenet_train import checkpoint as checkpoint_lib
+from imagenet_train import metrics as metrics_lib
+from imagenet_train import models, optim, sharding
+from imagenet_train.data import DatasetInfo
+from imagenet_train.errors import UserError
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  # The first step whose loss was not finite, or -1: read only when the host syncs anyway.
+  nonfinite_step: jax.Array
+
+
+def compute_dtype(config) -> Any:
+  if config.dtype not in DTYPES:
+    raise UserError(f"unknown dtype {config.dtype!r}: use one of {', '.join(DTYPES)} in --config.dtype")
+  return DTYPES[config.dtype]
+
+
+def create_model(config, num_classes: int):
+  return models.create(config.model, num_classes=num_classes, dtype=compute_dtype(config),
+                       **config.model_options.to_dict())
+
+
+def init_state(model, tx, image_shape, seed: int) -> TrainState:
+  """Initial state; runs under jit so that XLA places it straight into its sharding."""
+  variables = model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)},
+                         jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params), nonfinite_step=jnp.full([], -1, jnp.int32))
+
+
+def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable, num_classes: int,
+               label_smoothing: float, dtype, seed: int):
+  """One SGD step on a global batch; BatchNorm statistics span the whole global batch."""
+  dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
+
+  def loss_fn(params):
+    logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                  batch["image"].astype(dtype), train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": dropout_key})
+    losses = cross_entropy(logits, batch["label"], num_classes, label_smoothing)
+    return losses.mean(), (logits, losses, updates.get("batch_stats", {}))
+
+  (loss, (logits, losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  # A finite loss can still give an overflowing update; either makes the new state unusable.
+  finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(updates))
+  nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                            nonfinite_step=nonfinite_step)
+  step_metrics = metrics_lib.classification_metrics(logits, batch["label"], losses)
+  learning_rate = schedule(state.step) * optim.learning_rate_factor(state.opt_state)
+  return new_state, step_metrics, learning_rate
+
+
+def eval_step(state: TrainState, batch: dict, *, model, num_classes: int, dtype):
+  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                       batch["image"].astype(dtype), train=False)
+  losses = cross_entropy(logits, batch["label"], num_classes, 0.0)
+  return metrics_lib.classification_metrics(logits, batch["label"], losses, mask=batch["mask"])
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run derives from its config before the first step."""
+  config: ml_collections.ConfigDict
+  mesh: Any
+  builder: Any
+  info: Any
+  model: Any
+  tx: Any
+  schedule: Callable
+  steps_per_epoch: int
+  total_steps: int
+  state_sharding: Any
+  abstract_state: Any
+
+
+def check_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as error:
+    raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write to") from None
+
+
+def prepare(config: ml_collections.ConfigDict, devices=None) -> Setup:
+  """Validates the config, opens the dataset, and builds everything the loop needs."""
+  from imagenet_train.data import pipeline  # TensorFlow is imported only when data is read.
+
+  mesh = sharding.create_mesh(devices)
+  check_batch_sizes(config, mesh)
+  builder = pipeline.open_builder(config.data)
+  return build(config, mesh, pipeline.dataset_info(builder, config.data), builder)
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, mesh) -> None:
+  for name, size in (("batch_size", config.batch_size), ("eval_batch_size", config.eval_batch_size)):
+    if size % mesh.devices.size:
+      raise UserError(f"--config.{name}={size} is not divisible by the {mesh.devices.size} devices: "
+                      f"use a multiple of {mesh.devices.size}")
+
+
+def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=None) -> Setup:
+  """Model, optimizer and state layout for a dataset of this shape; imports no TensorFlow."""
+  steps_per_epoch = info.num_train_examples // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"--config.batch_size={config.batch_size} exceeds the {info.num_train_examples} "
+                    "training examples: lower it")
+  total_steps = config.num_train_steps if config.num_train_steps > 0 else int(config.num_epochs * steps_per_epoch)
+  model = create_model(config, info.num_classes)
+  tx, schedule = optim.create_optimizer(config, steps_per_epoch, total_steps)
+  try:
+    abstract = jax.eval_shape(functools.partial(init_state, model, tx, info.image_shape, config.seed))
+  except ValueError as error:  # models reject inputs they cannot read, naming the minimum
+    raise UserError(f"model {config.model!r} cannot take {info.image_shape} images: {error}") from None
+  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract, state_sharding)
+  return Setup(config, mesh, builder, info, model, tx, schedule, steps_per_epoch, total_steps, state_sharding,
+               abstract_state)
+
+
+def jit_train_step(setup: Setup):
+  c = setup.config
+  step = functools.partial(train_step, model=setup.model, tx=setup.tx, schedule=setup.schedule,
+                           num_classes=setup.info.num_classes, label_smoothing=c.label_smoothing,
+                           dtype=compute_dtype(c), seed=c.seed)
+  replicated = sharding.replicated(setup.mesh)
+  return jax.jit(step, in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
+                 out_shardings=(setup.state_sharding, replicated, replicated), donate_argnums=0)
+
+
+def evaluate(setup: Setup, state: TrainState) -> metrics_lib.ClassificationMetrics:
+  """Metrics over every example of the eval split exactly once, on every process alike."""
+  from imagenet_train.data import pipeline
+
+  c = setup.config
+  step = jax.jit(functools.partial(eval_step, model=setup.model, num_classes=setup.info.num_classes,
+                                   dtype=compute_dtype(c)),
+                 in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
+                 out_shardings=sharding.replicated(setup.mesh))
+  batches = pipeline.eval_batches(setup.builder, c.data,
+                                  local_batch_size=sharding.local_batch_size(c.eval_batch_size, setup.mesh),
+                                  process_index=jax.process_index(), process_count=jax.process_count())
+  total = None
+  for batch in sharding.prefetch_to_mesh(batches, setup.mesh, c.data.device_prefetch):
+    batch_metrics = step(state, batch)
+    total = batch_metrics if total is None else total.merge(batch_metrics)
+  return total
+
+
+def _scalars(prefix: str, collection: metrics_lib.ClassificationMetrics) -> dict[str, float]:
+  return {f"{prefix}/{name}": float(value) for name, value in collection.compute().items()}
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks between steps, so it can save and exit."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _checkpoint_meta(setup: Setup, state_step: int) -> dict:
+  c = setup.config
+  return {"model": c.model, "param_shapes": checkpoint_lib.param_shapes(setup.abstract_state.params),
+          "step": state_step, "epoch": state_step / setup.steps_per_epoch, "seed": c.seed,
+          "batch_size": c.batch_size, "examples_seen": state_step * c.batch_size,
+          "config": c.to_json_best_effort()}
+
+
+def restore_or_init(setup: Setup, checkpointer: checkpoint_lib.Checkpointer, step: int | None = None) -> TrainState:
+  """The state at `step` (default: the newest checkpoint), or a fresh one if there is none."""
+  c = setup.config
+  step = checkpointer.latest_step() if step is None else step
+  if step is None:
+    init = jax.jit(functools.partial(init_state, setup.model, setup.tx, setup.info.image_shape, c.seed),
+                   out_shardings=setup.state_sharding)
+    return init()
+  meta = checkpointer.check_compatible(step, c.model, checkpoint_lib.param_shapes(setup.abstract_state.params))
+  if meta["batch_size"] != c.batch_size or meta["seed"] != c.seed:
+    logging.warning("Resuming with batch_size/seed %s/%s where the checkpoint used %s/%s: the data stream "
+                    "will differ from an uninterrupted run.", c.batch_size, c.seed, meta["batch_size"], meta["seed"])
+  logging.info("Restoring step %d from %s", step, checkpointer.directory)
+  return checkpointer.restore(step, setup.abstract_state)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+  """Trains to `total_steps`, resuming from the workdir's newest checkpoint; returns the summary."""
+  from imagenet_train.data import pipeline
+
+  check_workdir(workdir)
+  setup = prepare(config, devices)
+  c = config
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=c.keep_checkpoints, enable_async=c.async_checkpoints)
+  writer = metrics_lib.create_writer(workdir)
+  try:
+    state = restore_or_init(setup, checkpointer)
+    start_step = int(state.step)
+    if start_step == 0:
+      writer.write_hparams({k: v for k, v in flatten_config(c).items()})
+    logging.info("Model %s, %d parameters; %d steps of %d images (%.1f epochs), starting at step %d",
+                 c.model, sum(np.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params)),
+                 setup.total_steps, c.batch_size, setup.total_steps / setup.steps_per_epoch, start_step)
+    step_fn = jit_train_step(setup)
+    local_batches = pipeline.train_batches(
+        setup.builder, c.data, local_batch_size=sharding.local_batch_size(c.batch_size, setup.mesh), seed=c.seed,
+        start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count())
+    batches = sharding.prefetch_to_mesh(local_batches, setup.mesh, c.data.device_prefetch)
+
+    hooks = [periodic_actions.ReportProgress(num_train_steps=setup.total_steps, writer=writer)]
+    if c.profile and jax.process_index() == 0:
+      hooks.append(periodic_actions.Profile(logdir=workdir, first_profile=c.profile_first_step,
+                                            num_profile_steps=c.profile_steps))
+    eval_every = max(1, int(round(c.eval_every_epochs * setup.steps_per_epoch)))
+    train_metrics, learning_rate = None, None
+    last_good_checkpoint = checkpointer.latest_step()
+    eval_results = {}
+    run_start = log_time = time.perf_counter()
+    log_step = start_step
+    step = start_step
+
+    def check_finite():
+      bad = int(state.nonfinite_step)
+      if bad >= 0:
+        where = (f"step {last_good_checkpoint} in {checkpointer.directory}" if last_good_checkpoint is not None
+                 else "none was written")
+        raise UserError(f"the training loss became NaN or infinite at step {bad + 1}; stopped without saving. "
+                        f"The last good checkpoint is {where}: lower --config.learning_rate and resume", exit_code=1)
+
+    def save(metrics=None, force=False):
+      nonlocal last_good_checkpoint
+      check_finite()
+      if checkpointer.save(step, state, _checkpoint_meta(setup, step), metrics=metrics, force=force):
+        last_good_checkpoint = step
+
+    with _Preemption() as preemption:
+      while step < setup.total_steps:
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+          state, batch_metrics, learning_rate = step_fn(state, next(batches))
+        step += 1
+        train_metrics = batch_metrics if train_metrics is None else train_metrics.merge(batch_metrics)
+        for hook in hooks:
+          hook(step)
+        if step % c.log_every_steps == 0 or step == setup.total_steps:
+          check_finite()
+          scalars = _scalars("train", train_metrics)
+          elapsed = time.perf_counter() - log_time
+          scalars.update({"train/learning_rate": float(learning_rate),
+                          "train/images_per_second": (step - log_step) * c.batch_size / elapsed,
+                          "train/step_time_ms": 1000 * elapsed / (step - log_step)})
+          writer.write_scalars(step, scalars)
+          train_metrics, log_time, log_step = None, time.perf_counter(), step
+        if step % eval_every == 0 or step == setup.total_steps:
+          check_finite()
+          eval_results = _scalars("eval", evaluate(setup, state))
+          writer.write_scalars(step, eval_results)
+          state = state.replace(opt_state=optim.plateau_update(state.opt_state, eval_results["eval/top1"],
+                                                               c.schedule.plateau))
+          save(metrics={checkpoint_lib.BEST_METRIC: eval_results["eval/top1"]}, force=True)
+          log_time = time.perf_counter()  # evaluation time is not training time
+        elif step % c.checkpoint_every_steps == 0:
+          save()
+        if preemption.requested:
+          save(force=True)
+          checkpointer.wait()
+          raise UserError(f"received SIGTERM: saved a checkpoint at step {step} in {checkpointer.directory}; "
+                          "run the same command to resume", exit_code=143)
+    if checkpointer.latest_step() != step:
+      save(force=True)
+    checkpointer.wait()
+    wall = time.perf_counter() - run_start
+    summary = {**eval_results, "steps": step, "wall_time_s": wall,
+               "images_per_second": (step - start_step) * c.batch_size / wall if step > start_step else 0.0}
+    writer.flush()
+    return summary
+  finally:
+    checkpointer.close()
+    writer.close()
+
+
+def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+  """Scalar config fields by dotted name, for TensorBoard's hparams."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(flatten_config(value, f"{prefix}{key}."))
+    elif isinstance(value, (bool, int, float, str)):
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str = "latest") -> dict:
+  """Restores the workdir's latest, best or given-step checkpoint and evaluates it."""
+  setup = prepare(config)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
+  try:
+    step = {"latest": checkpointer.latest_step, "best": checkpointer.best_step}.get(which, lambda: int(which))()
+    if step is None or step not in checkpointer.manager.all_steps():
+      raise UserError(f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
+                      f"from {list(checkpointer.manager.all_steps())}")
+    state = restore_or_init(setup, checkpointer, step)
+    results = {**_scalars("eval", evaluate(setup, state)), "step": step}
+  finally:
+    checkpointer.close()
+  return results

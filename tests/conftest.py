@@ -1,0 +1,83 @@
+"""Shared fixtures: 8 simulated CPU devices, small Fashion-MNIST IDX files, tiny configs."""
+
+import os
+
+# Must precede the first jax import anywhere in the test session.
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"])
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+from imagenet_train.data import fashion_mnist_local
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEBIAN_DIR = fashion_mnist_local.DEFAULT_MANUAL_DIR
+NUM_TRAIN, NUM_TEST = 512, 250  # 250 divides no batch size the tests use
+
+
+def load_config(name: str = "default.py", arg: str | None = None):
+  spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _images_and_labels(count: int, offset: int, rng):
+  """Real Fashion-MNIST images when Debian's package is installed, else class-coded patterns."""
+  if not fashion_mnist_local.missing_files(DEBIAN_DIR):
+    split = "train" if offset == 0 else "t10k"
+    images = fashion_mnist_local.read_idx(fashion_mnist_local.idx_path(DEBIAN_DIR, f"{split}-images-idx3-ubyte"))
+    labels = fashion_mnist_local.read_idx(fashion_mnist_local.idx_path(DEBIAN_DIR, f"{split}-labels-idx1-ubyte"))
+    return images[:count], labels[:count]
+  labels = rng.integers(0, 10, count).astype(np.uint8)
+  images = rng.integers(0, 60, (count, 28, 28)).astype(np.uint8)
+  for image, label in zip(images, labels):
+    image[2 * label:2 * label + 6, 4:24] += 180  # a bar whose height encodes the class
+  return images, labels
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory) -> str:
+  """A manual_dir of small IDX files: 512 training and 250 test images."""
+  directory = tmp_path_factory.mktemp("fashion_mnist_idx")
+  rng = np.random.default_rng(0)
+  for split, count, offset in (("train", NUM_TRAIN, 0), ("t10k", NUM_TEST, 1)):
+    images, labels = _images_and_labels(count, offset, rng)
+    fashion_mnist_local.write_idx(str(directory / f"{split}-images-idx3-ubyte.gz"), images)
+    fashion_mnist_local.write_idx(str(directory / f"{split}-labels-idx1-ubyte"), labels)
+  return str(directory)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, fashion_mnist_dir) -> str:
+  """A tfds data_dir holding the small dataset, prepared once by the project's builder."""
+  directory = str(tmp_path_factory.mktemp("tfds"))
+  from imagenet_train.data import pipeline
+
+  config = tiny_config(fashion_mnist_dir, directory)
+  pipeline.open_builder(config.data)
+  return directory
+
+
+def tiny_config(manual_dir: str, data_dir: str, steps: int = 3):
+  """The default config shrunk to a few small steps; the code path is the full one."""
+  config = load_config()
+  config.data.manual_dir = manual_dir
+  config.data.data_dir = data_dir
+  config.batch_size = 16
+  config.eval_batch_size = 48
+  config.num_train_steps = steps
+  config.log_every_steps = 1
+  config.eval_every_epochs = 100.0
+  config.checkpoint_every_steps = 2
+  config.async_checkpoints = False
+  return config
+
+
+@pytest.fixture
+def config(fashion_mnist_dir, data_dir):
+  return tiny_config(fashion_mnist_dir, data_dir)

@@ -1,0 +1,94 @@
+"""Each user mistake ends in one line naming the problem and the fix, and loses nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from imagenet_train import checkpoint, train
+
+from conftest import REPO
+
+
+def run_cli(*args, devices: int = 1, timeout: int = 300):
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  result = subprocess.run([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+  lines = result.stderr.strip().splitlines()
+  return result.returncode, lines[-1] if lines else "", result.stderr
+
+
+def train_args(config, workdir, *overrides):
+  return ("train", "--config=configs/default.py", f"--workdir={workdir}",
+          f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
+          "--config.batch_size=16", "--config.eval_batch_size=50", "--config.num_train_steps=2", *overrides)
+
+
+def assert_user_error(returncode, last_line, stderr, *phrases, exit_code=2):
+  assert returncode == exit_code, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  assert last_line.startswith("error: "), last_line
+  for phrase in phrases:
+    assert phrase in last_line, last_line
+
+
+def test_unknown_model_names_the_closest(config, tmp_path):
+  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.model=resnet19")),
+                    "unknown model 'resnet19'", "resnet18")
+
+
+def test_unknown_config_field(config, tmp_path):
+  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.learning_rat=0.1")),
+                    "no field", "learning_rat")
+
+
+def test_missing_config_file(tmp_path):
+  assert_user_error(*run_cli("train", "--config=configs/no_such.py", f"--workdir={tmp_path}"),
+                    "configs/no_such.py")
+
+
+def test_batch_not_divisible_by_devices(config, tmp_path):
+  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.batch_size=12"), devices=8),
+                    "batch_size=12", "8 devices", "multiple of 8")
+
+
+def test_missing_dataset_files_say_how_to_install(config, tmp_path):
+  args = train_args(config, tmp_path / "work", f"--config.data.manual_dir={tmp_path / 'nothing'}",
+                    f"--config.data.data_dir={tmp_path / 'empty_tfds'}")
+  assert_user_error(*run_cli(*args), "apt-get install dataset-fashion-mnist", "manual_dir")
+
+
+def test_unwritable_workdir(config, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  assert_user_error(*run_cli(*train_args(config, blocker / "run")), "cannot write to workdir", "--workdir")
+
+
+def test_workdir_of_another_model_is_refused_and_kept(config, tmp_path):
+  config.num_train_steps = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  before = sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))
+  returncode, last_line, stderr = run_cli(*train_args(config, tmp_path, "--config.model=resnet18",
+                                                      "--config.model_options.width=4"))
+  assert_user_error(returncode, last_line, stderr, "holds a checkpoint of lenet5", "resnet18", "--workdir")
+  assert (sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))) == before
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config, tmp_path):
+  returncode, last_line, stderr = run_cli(*train_args(config, tmp_path, "--config.learning_rate=1e30",
+                                                      "--config.num_train_steps=20",
+                                                      "--config.checkpoint_every_steps=1",
+                                                      "--config.log_every_steps=1000"))
+  assert_user_error(returncode, last_line, stderr, "NaN or infinite at step", "last good checkpoint is step",
+                    "--config.learning_rate", exit_code=1)
+  bad_step = int(last_line.split("at step ")[1].split(";")[0])
+  good_step = int(last_line.split("checkpoint is step ")[1].split()[0])
+  assert good_step == bad_step - 1
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
+  assert ckpt.latest_step() == good_step
+  ckpt.close()
+
+
+def test_evaluate_without_checkpoint(config, tmp_path):
+  assert_user_error(*run_cli("evaluate", *train_args(config, tmp_path)[1:]), "no latest checkpoint", "train first")
