@@ -37,7 +37,9 @@ def _parse_flags(argv):
     _fail(f"{error} (see --helpfull)")
   except (AttributeError, KeyError) as error:  # ml_collections: an override names no config field
     field = str(error).strip("\"'")
-    _fail(f"the config has no field {field!r}: check the spelling of --config.{field}=... against the config file")
+    flag = next((arg.split("=")[0] for arg in argv if arg.startswith("--config.") and
+                 arg.split("=")[0].split(".")[-1] == field), f"--config.{field}")
+    _fail(f"the config has no field {flag[len('--config.'):]!r} ({flag}): check its spelling against the config file")
   if len(rest) != 2 or rest[1] not in COMMANDS:
     _fail(f"expected one command, one of {', '.join(COMMANDS)}; got {' '.join(rest[1:]) or 'none'}")
   return rest

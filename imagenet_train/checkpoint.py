@@ -35,14 +35,17 @@ class Checkpointer:
     ])
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(preservation_policy=policy, enable_async_checkpointing=enable_async,
-                                             create=True),
+        # best_fn makes Orbax write each save's metrics and answer best_step(); the
+        # preservation policy alone decides what is deleted.
+        options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC],
+                                             best_mode="max", enable_async_checkpointing=enable_async, create=True),
         item_names=("state", "meta"))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def best_step(self) -> int | None:
+    """The step with the highest eval top-1 among those kept."""
     return self.manager.best_step()
 
   def read_meta(self, step: int) -> dict:

@@ -15,21 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_options = ml_collections.ConfigDict()  # the family's own constructor options
   c.dtype = "bfloat16"  # compute; parameters, optimizer state and BatchNorm statistics stay fp32
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = ""  # a tfds name, or one of the project's local builders
-  c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds's default
-  c.data.manual_dir = ml_collections.config_dict.placeholder(str)
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.image_key = "image"
-  c.data.label_key = "label"
-  c.data.pp_train = ""
-  c.data.pp_eval = ""
-  c.data.shuffle_buffer = 16_384
-  c.data.cache_raw = False  # keep the encoded records in memory after the first epoch
-  c.data.threads = 0  # tf.data's private thread pool; 0 lets tf.data decide
-  c.data.host_prefetch = 2
-  c.data.device_prefetch = 2
+  c.data = data_config()
 
   c.batch_size = 256  # global, over all devices of all processes
   c.eval_batch_size = 256
@@ -74,3 +60,39 @@ def base_config() -> ml_collections.ConfigDict:
   c.profile_first_step = 10
   c.profile_steps = 5
   return c
+
+
+def data_config() -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.name = ""  # a tfds name, or one of the project's local builders
+  d.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds's default
+  d.manual_dir = ml_collections.config_dict.placeholder(str)
+  d.train_split = "train"
+  d.eval_split = "validation"
+  d.image_key = "image"
+  d.label_key = "label"
+  d.pp_train = ""
+  d.pp_eval = ""
+  d.shuffle_buffer = 16_384
+  d.cache_raw = False  # keep the encoded records in memory after the first epoch
+  d.threads = 0  # tf.data's private thread pool; 0 lets tf.data decide
+  d.host_prefetch = 2
+  d.device_prefetch = 2
+  return d
+
+
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.286, 0.353
+
+
+def fashion_mnist_data(train_ops: str = "flip_lr") -> ml_collections.ConfigDict:
+  """Fashion-MNIST from Debian's IDX files through the project's tfds builder."""
+  d = data_config()
+  d.name = "fashion_mnist_local"
+  d.manual_dir = "/usr/share/datasets/fashion-mnist"
+  d.eval_split = "test"
+  normalize = f"normalize(mean={FASHION_MNIST_MEAN}, std={FASHION_MNIST_STD})"
+  d.pp_train = f"decode(1)|{train_ops}|{normalize}"
+  d.pp_eval = f"decode(1)|{normalize}"
+  d.shuffle_buffer = 60_000
+  d.cache_raw = True  # 60,000 small PNGs: about 25 MB
+  return d

@@ -81,7 +81,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   # A finite loss can still give an overflowing update; either makes the new state unusable.
-  finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(updates))
+  finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(updates))
   nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
                             nonfinite_step=nonfinite_step)
@@ -245,9 +245,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   setup = prepare(config, devices)
   c = config
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=c.keep_checkpoints, enable_async=c.async_checkpoints)
-  writer = metrics_lib.create_writer(workdir)
+  writer = None
   try:
-    state = restore_or_init(setup, checkpointer)
+    state = restore_or_init(setup, checkpointer)  # refuses another model's workdir before writing to it
+    writer = metrics_lib.create_writer(workdir)
     start_step = int(state.step)
     if start_step == 0:
       writer.write_hparams({k: v for k, v in flatten_config(c).items()})
@@ -328,7 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return summary
   finally:
     checkpointer.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
 
 
 def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:

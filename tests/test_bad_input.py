@@ -69,8 +69,9 @@ def test_workdir_of_another_model_is_refused_and_kept(config, tmp_path):
   config.num_train_steps = 2
   train.train_and_evaluate(config, str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))
-  returncode, last_line, stderr = run_cli(*train_args(config, tmp_path, "--config.model=resnet18",
-                                                      "--config.model_options.width=4"))
+  args = ["--config=configs/resnet18_fashion_mnist.py" if arg.startswith("--config=") else arg
+          for arg in train_args(config, tmp_path, "--config.model_options.width=4")]
+  returncode, last_line, stderr = run_cli(*args)
   assert_user_error(returncode, last_line, stderr, "holds a checkpoint of lenet5", "resnet18", "--workdir")
   assert (sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))) == before
 

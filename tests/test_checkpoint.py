@@ -36,17 +36,17 @@ def test_interrupted_run_resumes_to_the_same_parameters(config, tmp_path, monkey
   config.checkpoint_every_steps = 3
   train.train_and_evaluate(config, str(tmp_path / "whole"))
 
-  # Same config, but the input stream dies while step 5 is being fetched: after the checkpoint
-  # at step 3 and before the one at 6.
+  # Same config, but the input stream dies when batch 6 is read (two batches ahead of the step
+  # that needs it, for the device prefetch): after the checkpoint at step 3, before the one at 6.
   real = pipeline.train_batches
 
-  def dies_after_four(*args, **kwargs):
+  def dies_at_batch_six(*args, **kwargs):
     for index, batch in enumerate(real(*args, **kwargs)):
-      if kwargs["start_step"] + index == 4:
+      if kwargs["start_step"] + index == 6:
         raise _Crash()
       yield batch
 
-  monkeypatch.setattr(pipeline, "train_batches", dies_after_four)
+  monkeypatch.setattr(pipeline, "train_batches", dies_at_batch_six)
   with pytest.raises(_Crash):
     train.train_and_evaluate(config, str(tmp_path / "interrupted"))
   monkeypatch.setattr(pipeline, "train_batches", real)

@@ -34,7 +34,9 @@ def test_three_steps_on_one_and_eight_devices_agree(config):
   eight, _ = _run_steps(config, jax.devices(), 3)
   assert int(one.step) == int(eight.step) == 3
   for a, b in zip(jax.tree.leaves((one.params, one.batch_stats)), jax.tree.leaves((eight.params, eight.batch_stats))):
-    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    # fp32 tolerance: 1 and 8 devices sum in other orders, and BatchNorm on a width-4 network
+    # amplifies that to about 2e-5 after three steps. Per-device statistics would miss by far more.
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
   # And the steps moved the parameters, so the agreement is not vacuous.
   setup = train.prepare(config, jax.devices()[:1])
   init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)

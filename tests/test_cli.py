@@ -1,0 +1,41 @@
+"""The command line end to end: train, evaluate, models; metrics land in TensorBoard files."""
+
+import json
+import subprocess
+import sys
+
+from tensorboard.backend.event_processing import event_accumulator
+
+from conftest import REPO
+from test_bad_input import run_cli, train_args
+
+
+def test_train_then_evaluate(config, tmp_path):
+  returncode, _, stderr = run_cli(*train_args(config, tmp_path, "--config.num_train_steps=6",
+                                              "--config.log_every_steps=3"))
+  assert returncode == 0, stderr[-3000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["steps"] == 6 and 0.0 <= summary["eval/top1"] <= summary["eval/top5"] <= 1.0
+
+  events = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+  for tag in ("train/loss", "train/top1", "train/top5", "train/learning_rate", "train/images_per_second",
+              "train/step_time_ms", "eval/loss", "eval/top1", "eval/top5", "steps_per_sec"):
+    assert tag in tags, sorted(tags)
+
+  returncode, _, stderr = run_cli("evaluate", *train_args(config, tmp_path)[1:])
+  assert returncode == 0, stderr[-3000:]
+  evaluated = json.loads((tmp_path / "eval_step_6.json").read_text())
+  assert evaluated["step"] == 6
+  for key in ("eval/loss", "eval/top1", "eval/top5"):
+    assert abs(evaluated[key] - summary[key]) < 1e-6, key
+
+
+def test_models_lists_the_registry():
+  result = subprocess.run([sys.executable, "-m", "imagenet_train", "models"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+  assert rows["lenet5"] == "61,706"  # LeNet-5 with full C3 connections
+  assert rows["resnet50"] == "25,557,032"  # torchvision's count
