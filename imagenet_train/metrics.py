@@ -1,9 +1,13 @@
-"""CLU metric collections for classification and the writers they go to."""
+"""CLU metric collections for classification and the writers they go to.
+
+`clu.metrics` is free of TensorFlow; CLU's writers are not, so they are imported only when a
+writer is made, keeping the train step importable on machines without TensorFlow.
+"""
 
 import flax
 import jax
 import jax.numpy as jnp
-from clu import metric_writers, metrics
+from clu import metrics
 
 
 @flax.struct.dataclass
@@ -33,6 +37,8 @@ def classification_metrics(logits, labels, loss_per_example, mask=None) -> Class
       top5=topk_correct(logits, labels, min(5, logits.shape[-1])), mask=mask)
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
+def create_writer(workdir: str):
   """TensorBoard event files in `workdir` plus the console; process 0 writes, others only log."""
+  from clu import metric_writers
+
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0, asynchronous=True)

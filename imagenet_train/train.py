@@ -19,7 +19,6 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import periodic_actions
 
 from imagenet_train import checkpoint as checkpoint_lib
 from imagenet_train import metrics as metrics_lib
@@ -239,6 +238,8 @@ def restore_or_init(setup: Setup, checkpointer: checkpoint_lib.Checkpointer, ste
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Trains to `total_steps`, resuming from the workdir's newest checkpoint; returns the summary."""
+  from clu import periodic_actions  # imports TensorFlow, like the data pipeline
+
   from imagenet_train.data import pipeline
 
   check_workdir(workdir)

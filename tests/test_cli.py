@@ -39,3 +39,13 @@ def test_models_lists_the_registry():
   rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
   assert rows["lenet5"] == "61,706"  # LeNet-5 with full C3 connections
   assert rows["resnet50"] == "25,557,032"  # torchvision's count
+
+
+def test_step_benchmark_prints_a_row_without_importing_tensorflow():
+  code = ("import sys; sys.path.insert(0, 'benchmarks'); import step_throughput as bench; "
+          "row = bench.measure('lenet5', batch=16, image_size=28, dtype='float32', steps=2, warmup=1); "
+          "assert 'tensorflow' not in sys.modules, 'the step benchmark imported TensorFlow'; "
+          "assert row['images_per_s'] > 0 and row['loss_finite'], row; print(row['input'])")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "28x28x1"

@@ -24,23 +24,43 @@ def _run_steps(config, devices, num_steps):
   return jax.device_get(state), losses
 
 
+def _assert_trees_close(a, b, rtol, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
 def test_three_steps_on_one_and_eight_devices_agree(config):
   assert len(jax.devices()) == 8
-  # A ResNet with BatchNorm: its statistics must span the global batch for the runs to agree.
+  config.batch_size = 32
+  one, one_losses = _run_steps(config, jax.devices()[:1], 3)
+  eight, eight_losses = _run_steps(config, jax.devices(), 3)
+  assert int(one.step) == int(eight.step) == 3
+  # fp32 tolerance: the devices' partial sums of the gradient add up in another order.
+  _assert_trees_close(one.params, eight.params, rtol=1e-5, atol=1e-6)
+  _assert_trees_close(one.opt_state, eight.opt_state, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(one_losses, eight_losses, rtol=1e-6)
+  # The steps moved the parameters, so the agreement is not vacuous.
+  setup = train.prepare(config, jax.devices()[:1])
+  init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
+  assert not np.allclose(init.params["output"]["kernel"], one.params["output"]["kernel"], atol=1e-4)
+
+
+def test_batchnorm_statistics_span_the_global_batch(config):
+  # With the parameters held still (learning rate 0), the running BatchNorm statistics are
+  # averages of batch statistics; per-device statistics would give other variances. (Parameters
+  # of a BatchNorm network are compared above only through LeNet: on real images a randomly
+  # initialised width-4 ResNet has near-constant channels whose normalisation turns rounding
+  # differences of the partitioned convolutions into percent-level gradient differences.)
   config.model = "resnet18"
   config.model_options = {"stem": "small", "width": 4}
   config.batch_size = 32
+  config.learning_rate = 0.0
   one, _ = _run_steps(config, jax.devices()[:1], 3)
   eight, _ = _run_steps(config, jax.devices(), 3)
-  assert int(one.step) == int(eight.step) == 3
-  for a, b in zip(jax.tree.leaves((one.params, one.batch_stats)), jax.tree.leaves((eight.params, eight.batch_stats))):
-    # fp32 tolerance: 1 and 8 devices sum in other orders, and BatchNorm on a width-4 network
-    # amplifies that to about 2e-5 after three steps. Per-device statistics would miss by far more.
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
-  # And the steps moved the parameters, so the agreement is not vacuous.
+  _assert_trees_close(one.batch_stats, eight.batch_stats, rtol=1e-4, atol=1e-5)
   setup = train.prepare(config, jax.devices()[:1])
   init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
-  assert not np.allclose(init.params["head"]["kernel"], one.params["head"]["kernel"], atol=1e-4)
+  assert not np.allclose(init.batch_stats["stem_norm"]["var"], one.batch_stats["stem_norm"]["var"], atol=1e-3)
 
 
 def test_default_config_first_steps_lower_the_loss(config):
