@@ -74,12 +74,14 @@ def _train():
   if summary:
     with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
+    split = config.data.eval_split
     _print_results("Training finished:", {
-        "test/eval top-1 accuracy": summary.get("eval/top1", float("nan")),
-        "test/eval top-5 accuracy": summary.get("eval/top5", float("nan")),
-        "eval loss": summary.get("eval/loss", float("nan")),
+        f"{split} top-1 accuracy": summary.get("eval/top1", float("nan")),
+        f"{split} top-5 accuracy": summary.get("eval/top5", float("nan")),
+        f"{split} loss": summary.get("eval/loss", float("nan")),
         "steps": summary["steps"], "wall time (s)": summary["wall_time_s"],
-        "images/s": summary["images_per_second"]})
+        "of which evaluation (s)": summary["eval_time_s"],
+        "training images/s": summary["train_images_per_second"]})
 
 
 def _evaluate():

@@ -269,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     eval_every = max(1, int(round(c.eval_every_epochs * setup.steps_per_epoch)))
     train_metrics, learning_rate = None, None
     last_good_checkpoint = checkpointer.latest_step()
-    eval_results = {}
+    eval_results, eval_seconds = {}, 0.0
     run_start = log_time = time.perf_counter()
     log_step = start_step
     step = start_step
@@ -285,6 +285,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     def save(metrics=None, force=False):
       nonlocal last_good_checkpoint
       check_finite()
+      if checkpointer.latest_step() == step:  # e.g. a SIGTERM right after an evaluation's save
+        return
       if checkpointer.save(step, state, _checkpoint_meta(setup, step), metrics=metrics, force=force):
         last_good_checkpoint = step
 
@@ -307,12 +309,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           train_metrics, log_time, log_step = None, time.perf_counter(), step
         if step % eval_every == 0 or step == setup.total_steps:
           check_finite()
+          eval_start = time.perf_counter()
           eval_results = _scalars("eval", evaluate(setup, state))
           writer.write_scalars(step, eval_results)
           state = state.replace(opt_state=optim.plateau_update(state.opt_state, eval_results["eval/top1"],
                                                                c.schedule.plateau))
           save(metrics={checkpoint_lib.BEST_METRIC: eval_results["eval/top1"]}, force=True)
-          log_time = time.perf_counter()  # evaluation time is not training time
+          eval_seconds += time.perf_counter() - eval_start
+          log_time += time.perf_counter() - eval_start  # evaluation time is not training time
         elif step % c.checkpoint_every_steps == 0:
           save()
         if preemption.requested:
@@ -320,12 +324,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           checkpointer.wait()
           raise UserError(f"received SIGTERM: saved a checkpoint at step {step} in {checkpointer.directory}; "
                           "run the same command to resume", exit_code=143)
-    if checkpointer.latest_step() != step:
-      save(force=True)
+    save(force=True)
     checkpointer.wait()
     wall = time.perf_counter() - run_start
-    summary = {**eval_results, "steps": step, "wall_time_s": wall,
-               "images_per_second": (step - start_step) * c.batch_size / wall if step > start_step else 0.0}
+    summary = {**eval_results, "steps": step, "wall_time_s": wall, "eval_time_s": eval_seconds,
+               "train_images_per_second": (step - start_step) * c.batch_size / max(wall - eval_seconds, 1e-9)}
     writer.flush()
     return summary
   finally:
