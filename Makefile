@@ -33,8 +33,10 @@ test: setup
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
-	$(BIN)/python benchmarks/step_throughput.py --model=lenet5 --batch=256 --dtype=float32 --image_size=28
-	$(BIN)/python benchmarks/step_throughput.py --model=resnet18 --batch=64 --dtype=float32 --image_size=28
+	$(BIN)/python benchmarks/step_throughput.py --model=lenet5 --batch=256 --dtype=float32 --image_size=28 \
+	  --model_option=activation=relu --model_option=pooling=max
+	$(BIN)/python benchmarks/step_throughput.py --model=resnet18 --batch=128 --dtype=float32 --image_size=28 \
+	  --channels=1 --model_option=stem=small --steps=5
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -8,6 +8,7 @@ same `train_step` the trainer jits (SGD with Nesterov momentum, weight decay, th
 reports the compile time, and the median over the timed steps after warm-up.
 """
 
+import ast
 import time
 
 import jax
@@ -23,16 +24,20 @@ from imagenet_train.errors import UserError
 _MODEL = flags.DEFINE_string("model", "resnet50", "Registered model name.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
 _IMAGE = flags.DEFINE_integer("image_size", 0, "Input height and width; 0 for the model's native size.")
+_CHANNELS = flags.DEFINE_integer("channels", 0, "Input channels; 0 for the model's native count.")
+_OPTIONS = flags.DEFINE_multi_string("model_option", [], "A model constructor option as NAME=LITERAL, repeatable.")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 
 
-def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warmup: int) -> dict:
+def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warmup: int, channels: int = 0,
+            options: dict | None = None) -> dict:
   native_shape, num_classes = models.native_input(name)
-  shape = (image_size, image_size, native_shape[2]) if image_size else native_shape
+  shape = (image_size or native_shape[0], image_size or native_shape[1], channels or native_shape[2])
   config = base_config()
   config.model, config.dtype, config.batch_size = name, dtype, batch
+  config.model_options.update(options or {})
   config.optimizer.nesterov = True
   config.num_train_steps = 1000
   mesh = sharding.create_mesh()
@@ -58,7 +63,7 @@ def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warm
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
   median = float(np.median(times))
-  return {"model": name, "batch": batch, "input": "x".join(map(str, shape)), "dtype": dtype,
+  return {"model": name + "".join(f" {k}={v}" for k, v in (options or {}).items()), "batch": batch, "input": "x".join(map(str, shape)), "dtype": dtype,
           "images_per_s": batch / median, "median_step_ms": 1000 * median, "compile_s": compile_s,
           "loss_finite": bool(jnp.isfinite(metrics.compute()["loss"]))}
 
@@ -66,16 +71,24 @@ def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warm
 def main(argv):
   del argv
   names = models.names() if _MODEL.value == "all" else [_MODEL.value]
+  options = {}
+  for option in _OPTIONS.value:
+    key, _, value = option.partition("=")
+    try:
+      options[key] = ast.literal_eval(value)
+    except (SyntaxError, ValueError):
+      options[key] = value  # a bare word such as stem=small
   device = jax.devices()[0]
   print(f"backend: {jax.default_backend()} ({len(jax.devices())} x {device.device_kind}), jax {jax.__version__}")
-  print(f"| {'model':12s} | batch | {'input':11s} | dtype    | images/s | median step (ms) | compile (s) |")
-  print(f"|{'-' * 14}|-------|{'-' * 13}|----------|----------|------------------|-------------|")
+  print(f"| {'model':36s} | batch | {'input':11s} | dtype    | images/s | median step (ms) | compile (s) |")
+  print(f"|{'-' * 38}|-------|{'-' * 13}|----------|----------|------------------|-------------|")
   for name in names:
     try:
-      row = measure(name, _BATCH.value, _IMAGE.value, _DTYPE.value, _STEPS.value, _WARMUP.value)
+      row = measure(name, _BATCH.value, _IMAGE.value, _DTYPE.value, _STEPS.value, _WARMUP.value, _CHANNELS.value,
+                    options)
     except UserError as error:
       raise SystemExit(f"error: {error}")
-    print(f"| {row['model']:12s} | {row['batch']:5d} | {row['input']:11s} | {row['dtype']:8s} | "
+    print(f"| {row['model']:36s} | {row['batch']:5d} | {row['input']:11s} | {row['dtype']:8s} | "
           f"{row['images_per_s']:8.0f} | {row['median_step_ms']:16.1f} | {row['compile_s']:11.1f} |", flush=True)
 
 

@@ -11,7 +11,7 @@ epochs and cosine decay over 30 epochs, weight decay 5e-4 on every weight, bf16 
 random crops (4-pixel zero padding) and horizontal flips.
 
 Expected: about 95% test accuracy (the Fashion-MNIST benchmark lists a ResNet-18 at 94.9%).
-On this project's 2-core CPU machines it trains at about 100 images/s, far too slow for 30
+On this project's 2-core CPU machines its train step runs at about 10 images/s (`make bench`), far too slow for 30
 epochs: run it on a GPU, or shorten it with --config.num_epochs.
 """
 
