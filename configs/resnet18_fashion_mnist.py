@@ -10,9 +10,10 @@ classes). Recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate 0.1 w
 epochs and cosine decay over 30 epochs, weight decay 5e-4 on every weight, bf16 compute,
 random crops (4-pixel zero padding) and horizontal flips.
 
-Expected: about 95% test accuracy (the Fashion-MNIST benchmark lists a ResNet-18 at 94.9%).
-On this project's 2-core CPU machines its train step runs at about 10 images/s (`make bench`), far too slow for 30
-epochs: run it on a GPU, or shorten it with --config.num_epochs.
+Expected, not yet measured by this project: about 95% test accuracy (the Fashion-MNIST
+benchmark lists a ResNet-18 at 94.9%). On this project's 2-core CPU machines its train step
+runs at about 10 images/s (`make bench`), far too slow for 30 epochs: run it on a GPU, or
+shorten it with --config.num_epochs.
 """
 
 from imagenet_train.defaults import base_config, fashion_mnist_data

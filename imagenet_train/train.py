@@ -6,7 +6,6 @@ waits for the devices except when it writes metrics, evaluates or checkpoints.
 
 import dataclasses
 import functools
-import math
 import os
 import signal
 import time
@@ -252,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     writer = metrics_lib.create_writer(workdir)
     start_step = int(state.step)
     if start_step == 0:
-      writer.write_hparams({k: v for k, v in flatten_config(c).items()})
+      writer.write_hparams(flatten_config(c))
     logging.info("Model %s, %d parameters; %d steps of %d images (%.1f epochs), starting at step %d",
                  c.model, sum(np.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params)),
                  setup.total_steps, c.batch_size, setup.total_steps / setup.steps_per_epoch, start_step)

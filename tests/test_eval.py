@@ -3,7 +3,6 @@
 import collections
 
 import jax
-import numpy as np
 import pytest
 
 from imagenet_train import train
