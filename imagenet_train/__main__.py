@@ -100,9 +100,9 @@ def _evaluate():
 def _models():
   from imagenet_train import models
 
-  print(f"{'model':16s} {'parameters':>14s}  input")
+  print(f"{'model':22s} {'parameters':>14s}  input")
   for name, params, shape in models.summaries():
-    print(f"{name:16s} {params:>14,d}  {'x'.join(map(str, shape))}")
+    print(f"{name:22s} {params:>14,d}  {'x'.join(map(str, shape))}")
 
 
 def main(argv):

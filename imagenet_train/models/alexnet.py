@@ -1,0 +1,99 @@
+"""AlexNet (Krizhevsky, Sutskever and Hinton, 2012) and torchvision's single-column variant.
+
+`alexnet` is the NIPS 2012 network: 227x227 input (the arithmetic of "224" with 55x55 conv1
+maps needs 227), two towers expressed as grouped conv2, conv4 and conv5, local response
+normalisation (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLUs of conv1 and conv2, overlapping
+3x3 stride-2 max pooling, dropout 0.5 on FC6 and FC7, weights from N(0, 0.01) and biases of 1
+in conv2, conv4, conv5 and the hidden FC layers. 60,965,224 parameters.
+
+`alexnet_torchvision` follows "One weird trick" (Krizhevsky, 2014) as torchvision ships it:
+widths 64-192-384-256-256, no grouping, no LRN, adaptive 6x6 average pooling, dropout before
+FC6 and FC7. 61,100,840 parameters.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from imagenet_train.models import register
+from imagenet_train.models.layers import local_response_norm
+
+_paper_init = nn.initializers.normal(0.01)
+
+
+class AlexNet(nn.Module):
+  num_classes: int
+  dtype: Any = jnp.float32
+  dropout_rate: float = 0.5
+  towers: int = 2  # 1 removes the grouping (the paper's one-GPU comparison keeps full widths)
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if min(x.shape[1:3]) < 67:
+      raise ValueError(f"AlexNet needs inputs of at least 67x67 (227 native), got {x.shape[1]}x{x.shape[2]}")
+    conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=_paper_init)
+    ones = nn.initializers.ones
+    pool = functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2))
+    lrn = functools.partial(local_response_norm, groups=self.towers)
+    x = pool(lrn(nn.relu(conv(96, (11, 11), 4, padding="VALID", name="conv1")(x))))
+    x = conv(256, (5, 5), padding=2, feature_group_count=self.towers, bias_init=ones, name="conv2")(x)
+    x = pool(lrn(nn.relu(x)))
+    x = nn.relu(conv(384, (3, 3), padding=1, name="conv3")(x))
+    x = nn.relu(conv(384, (3, 3), padding=1, feature_group_count=self.towers, bias_init=ones, name="conv4")(x))
+    x = nn.relu(conv(256, (3, 3), padding=1, feature_group_count=self.towers, bias_init=ones, name="conv5")(x))
+    x = _adaptive_flatten(pool(x), 6)  # 6x6 at 227: a plain flatten
+    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=_paper_init)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(dense(4096, bias_init=ones, name="fc6")(x)))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(dense(4096, bias_init=ones, name="fc7")(x)))
+    return dense(self.num_classes, name="fc8")(x)
+
+
+class AlexNetTorchvision(nn.Module):
+  num_classes: int
+  dtype: Any = jnp.float32
+  dropout_rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if min(x.shape[1:3]) < 63:
+      raise ValueError(f"alexnet_torchvision needs inputs of at least 63x63 (224 native), got "
+                       f"{x.shape[1]}x{x.shape[2]}")
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    pool = functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2))
+    x = pool(nn.relu(conv(64, (11, 11), 4, padding=2, name="conv1")(x)))
+    x = pool(nn.relu(conv(192, (5, 5), padding=2, name="conv2")(x)))
+    x = nn.relu(conv(384, (3, 3), padding=1, name="conv3")(x))
+    x = nn.relu(conv(256, (3, 3), padding=1, name="conv4")(x))
+    x = pool(nn.relu(conv(256, (3, 3), padding=1, name="conv5")(x)))
+    x = _adaptive_flatten(x, 6)
+    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    x = nn.relu(dense(4096, name="fc6")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
+    x = nn.relu(dense(4096, name="fc7")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
+    return dense(self.num_classes, name="fc8")(x)
+
+
+def _adaptive_flatten(x, size: int):
+  """torchvision's AdaptiveAvgPool2d(size) for maps whose sides divide or are divided by size."""
+  height, width = x.shape[1:3]
+  if height % size == 0 and width % size == 0:
+    x = x.reshape(x.shape[0], size, height // size, size, width // size, x.shape[-1]).mean(axis=(2, 4))
+  elif size % height == 0 and size % width == 0:
+    x = jnp.repeat(jnp.repeat(x, size // height, axis=1), size // width, axis=2)
+  else:
+    raise ValueError(f"adaptive pooling of a {height}x{width} map to {size}x{size} is not supported: "
+                     f"use an input whose final map divides or is divided by {size}")
+  return x.reshape(x.shape[0], -1)
+
+
+@register("alexnet", native_input=(227, 227, 3))
+def alexnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, towers: int = 2) -> nn.Module:
+  if towers not in (1, 2):
+    raise TypeError(f"towers must be 1 or 2, not {towers!r}")
+  return AlexNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, towers=towers)
+
+
+@register("alexnet_torchvision")
+def alexnet_torchvision(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5) -> nn.Module:
+  return AlexNetTorchvision(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)

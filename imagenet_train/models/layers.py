@@ -1,0 +1,22 @@
+"""Layers that several families share and Flax does not provide."""
+
+import jax
+import jax.numpy as jnp
+
+
+def local_response_norm(x, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
+                        groups: int = 1):
+  """Krizhevsky et al.'s cross-channel normalisation, b = a / (k + alpha * sum a^2)^beta.
+
+  The sum runs over `size` adjacent channels centred on each one, as in the AlexNet paper's
+  formula (alpha is not divided by `size`, unlike Caffe's). With `groups` > 1 each group of
+  channels is normalised on its own, as each of AlexNet's two GPUs normalised its own maps.
+  """
+  squares = jnp.square(x.astype(jnp.float32))
+  *batch_dims, channels = x.shape
+  squares = squares.reshape(*batch_dims, groups, channels // groups)
+  window = (1,) * (squares.ndim - 1) + (size,)
+  padding = ((0, 0),) * (squares.ndim - 1) + ((size // 2, (size - 1) // 2),)
+  sums = jax.lax.reduce_window(squares, 0.0, jax.lax.add, window, (1,) * squares.ndim, padding)
+  scale = jnp.power(k + alpha * sums.reshape(x.shape), -beta)
+  return (x * scale).astype(x.dtype)

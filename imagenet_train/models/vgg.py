@@ -1,0 +1,80 @@
+"""VGG (Simonyan and Zisserman, 2014): configurations A, A-LRN, B, C, D and E of Table 1.
+
+All convolutions are 3x3 (C adds 1x1 convolutions at the end of blocks 3 to 5), five 2x2
+max poolings, and a head of FC-4096, FC-4096 and the classifier with dropout 0.5 after the
+first two. The head is held as convolutions (7x7, then 1x1, 1x1) with the same parameters as
+the fully connected layers: on a 224x224 input it is exactly the FC head, and on a larger
+image it gives the paper's dense evaluation, a class score map averaged over space.
+`batch_norm=True` adds BatchNorm after every convolution (torchvision's vgg*_bn).
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from imagenet_train.models import register
+from imagenet_train.models.layers import local_response_norm
+
+# Per block: the output widths of its convolutions; a (width, 1) pair is a 1x1 convolution.
+_CONFIGS = {
+    "a": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "a_lrn": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "b": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "c": [[64, 64], [128, 128], [256, 256, (256, 1)], [512, 512, (512, 1)], [512, 512, (512, 1)]],
+    "d": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
+    "e": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+
+
+class VGG(nn.Module):
+  num_classes: int
+  blocks: Sequence[Sequence[Any]]
+  dtype: Any = jnp.float32
+  lrn: bool = False
+  batch_norm: bool = False
+  dropout_rate: float = 0.5
+  width_multiplier: float = 1.0  # below 1 only for quick tests
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if min(x.shape[1:3]) < 224:
+      raise ValueError(f"VGG needs inputs of at least 224x224, got {x.shape[1]}x{x.shape[2]}")
+    width = lambda features: max(1, int(features * self.width_multiplier))
+    init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming_normal_
+    conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=init)
+    for block_index, block in enumerate(self.blocks):
+      for layer_index, layer in enumerate(block):
+        features, kernel = layer if isinstance(layer, tuple) else (layer, 3)
+        x = conv(width(features), (kernel, kernel), padding="SAME", name=f"conv{block_index + 1}_{layer_index + 1}")(x)
+        if self.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                           name=f"norm{block_index + 1}_{layer_index + 1}")(x)
+        x = nn.relu(x)
+        if self.lrn and block_index == 0 and layer_index == 0:
+          x = local_response_norm(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    head = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID",
+                             kernel_init=nn.initializers.normal(0.01))
+    x = nn.relu(head(width(4096), (7, 7), name="fc6")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = nn.relu(head(width(4096), (1, 1), name="fc7")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    scores = head(self.num_classes, (1, 1), name="fc8")(x)
+    return scores.mean(axis=(1, 2))
+
+
+def _constructor(config: str, batch_norm: bool):
+  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5,
+            width_multiplier: float = 1.0) -> nn.Module:
+    return VGG(num_classes=num_classes, blocks=_CONFIGS[config], dtype=dtype, lrn=config == "a_lrn",
+               batch_norm=batch_norm, dropout_rate=dropout_rate, width_multiplier=width_multiplier)
+
+  return build
+
+
+for _config in _CONFIGS:
+  register(f"vgg_{_config}")(_constructor(_config, batch_norm=False))
+  if _config != "a_lrn":
+    register(f"vgg_{_config}_bn")(_constructor(_config, batch_norm=True))

@@ -1,0 +1,105 @@
+"""The model registry: exact parameter counts, and every model trains a step at a small size."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imagenet_train import models, sharding, train
+from imagenet_train.data import DatasetInfo
+from imagenet_train.defaults import base_config
+from imagenet_train.errors import UserError
+
+# Exact counts at the native input with the native class count: from the reference file of
+# the papers' facts, which agree with torchvision's where the architecture is the same.
+PARAMETERS = {
+    "lenet5": 61_706,
+    "alexnet": 60_965_224,
+    "alexnet_torchvision": 61_100_840,
+    "vgg_a": 132_863_336, "vgg_a_lrn": 132_863_336, "vgg_b": 133_047_848, "vgg_c": 133_638_952,
+    "vgg_d": 138_357_544, "vgg_e": 143_667_240,
+    # torchvision's vgg*_bn: two BatchNorm parameters per convolution channel.
+    "vgg_a_bn": 132_868_840, "vgg_b_bn": 133_053_736, "vgg_c_bn": 133_647_400, "vgg_d_bn": 138_365_992,
+    "vgg_e_bn": 143_678_248,
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+}
+
+# Small inputs and narrow widths that still run every layer of the real code path.
+SMALL = {
+    "lenet5": ((28, 28, 1), {}),
+    "alexnet": ((67, 67, 3), {}),
+    "alexnet_torchvision": ((63, 63, 3), {}),
+    "vgg": ((224, 224, 3), {"width_multiplier": 1 / 64}),
+    "resnet": ((32, 32, 3), {"stem": "small", "width": 4}),
+}
+
+
+def test_every_registered_model_has_its_exact_parameter_count():
+  counted = {name: params for name, params, _ in models.summaries()}
+  assert counted == PARAMETERS
+
+
+def _small(name):
+  return SMALL.get(name) or SMALL[name.split("_")[0].rstrip("0123456789")]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_model_trains_a_step_and_evaluates_deterministically(name):
+  shape, options = _small(name)
+  config = base_config()
+  config.model, config.dtype, config.batch_size, config.num_train_steps = name, "float32", 4, 10
+  config.model_options.update(options)
+  mesh = sharding.create_mesh(jax.devices()[:1])
+  setup = train.build(config, mesh, DatasetInfo(10, shape, num_train_examples=40, num_eval_examples=4))
+  state = train.init_state(setup.model, setup.tx, shape, seed=0)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.standard_normal((4, *shape)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 4), jnp.int32)}
+  new_state, metrics, _ = train.jit_train_step(setup)(jax.device_put(state, setup.state_sharding),
+                                                       sharding.to_global(jax.device_get(batch), mesh))
+  assert np.isfinite(float(metrics.compute()["loss"]))
+  assert int(new_state.step) == 1
+  variables = {"params": new_state.params, "batch_stats": new_state.batch_stats}  # `state` was donated
+  evaluate = jax.jit(lambda v, x: setup.model.apply(v, x, train=False))
+  first, second = evaluate(variables, batch["image"]), evaluate(variables, batch["image"])
+  assert first.shape == (4, 10)
+  np.testing.assert_array_equal(first, second)
+
+
+def test_dropout_is_active_only_in_training():
+  model = models.create("alexnet_torchvision", num_classes=10, dtype=jnp.float32)
+  x = jnp.ones((2, 63, 63, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  train_a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  train_b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  assert not np.allclose(train_a, train_b)
+  np.testing.assert_array_equal(model.apply(variables, x, train=False), model.apply(variables, x, train=False))
+
+
+def test_input_below_the_minimum_names_it():
+  config = base_config()
+  config.model, config.num_train_steps = "vgg_d", 1
+  with pytest.raises(UserError, match="at least 224x224"):
+    train.build(config, sharding.create_mesh(jax.devices()[:1]), DatasetInfo(10, (32, 32, 3), 1000, 10))
+
+
+def test_unknown_model_lists_the_closest_names():
+  with pytest.raises(UserError, match="vgg_d, vgg_e|vgg_d_bn"):
+    models.create("vgg_dd", num_classes=10, dtype=jnp.float32)
+
+
+def test_local_response_norm_matches_the_papers_formula():
+  from imagenet_train.models.layers import local_response_norm
+
+  a = np.random.default_rng(0).standard_normal((1, 2, 2, 8)).astype(np.float32)
+  expected = np.empty_like(a)
+  for c in range(8):
+    window = a[..., max(0, c - 2):min(8, c + 3)]
+    expected[..., c] = a[..., c] / (2.0 + 1e-4 * np.sum(window**2, axis=-1))**0.75
+  np.testing.assert_allclose(local_response_norm(jnp.asarray(a)), expected, rtol=1e-6)
+  # Two towers: a window never crosses from one group's channels into the other's.
+  grouped = local_response_norm(jnp.asarray(a), groups=2)
+  np.testing.assert_allclose(grouped[..., :4], local_response_norm(jnp.asarray(a[..., :4])), rtol=1e-6)
