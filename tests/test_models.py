@@ -25,6 +25,10 @@ PARAMETERS = {
     "vgg_e_bn": 143_678_248,
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904, "resnext101_32x4d": 44_177_704, "resnext101_32x8d": 88_791_336,
+    "resnext101_64x4d": 83_455_272,
+    "se_resnet50": 28_088_024, "se_resnet101": 49_326_872, "se_resnet152": 66_821_848,
+    "se_resnext50_32x4d": 27_559_896, "se_resnext101_32x4d": 48_955_416,
 }
 
 # Small inputs and narrow widths that still run every layer of the real code path.
@@ -34,7 +38,12 @@ SMALL = {
     "alexnet_torchvision": ((63, 63, 3), {}),
     "vgg": ((224, 224, 3), {"width_multiplier": 1 / 64}),
     "resnet": ((32, 32, 3), {"stem": "small", "width": 4}),
+    "resnext": ((32, 32, 3), {"stem": "small", "width": 16}),  # 16: each group keeps a channel
+    "se": ((32, 32, 3), {"stem": "small", "width": 16}),  # width 16: SE's C/16 must be at least 1
 }
+
+
+DEEP = ("101", "152")
 
 
 def test_every_registered_model_has_its_exact_parameter_count():
@@ -48,18 +57,26 @@ def _small(name):
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_model_trains_a_step_and_evaluates_deterministically(name):
+  """A jitted train step and two identical eval-mode forward passes (traced only for DEEP)."""
   shape, options = _small(name)
   config = base_config()
   config.model, config.dtype, config.batch_size, config.num_train_steps = name, "float32", 4, 10
   config.model_options.update(options)
   mesh = sharding.create_mesh(jax.devices()[:1])
   setup = train.build(config, mesh, DatasetInfo(10, shape, num_train_examples=40, num_eval_examples=4))
-  state = train.init_state(setup.model, setup.tx, shape, seed=0)
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.standard_normal((4, *shape)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 4), jnp.int32)}
-  new_state, metrics, _ = train.jit_train_step(setup)(jax.device_put(state, setup.state_sharding),
-                                                       sharding.to_global(jax.device_get(batch), mesh))
+  step = train.jit_train_step(setup)
+  if any(depth in name for depth in DEEP):
+    # Compiling the 101- and 152-layer variants costs minutes on a 2-core CPU; they share
+    # every block with their 50-layer siblings, which run below, so their step is only traced.
+    new_state, metrics, _ = jax.eval_shape(step, setup.abstract_state, batch)
+    assert new_state.params.keys() == setup.abstract_state.params.keys() and metrics.loss.total.shape == ()
+    return
+  state = train.init_state(setup.model, setup.tx, shape, seed=0)
+  new_state, metrics, _ = step(jax.device_put(state, setup.state_sharding),
+                               sharding.to_global(jax.device_get(batch), mesh))
   assert np.isfinite(float(metrics.compute()["loss"]))
   assert int(new_state.step) == 1
   variables = {"params": new_state.params, "batch_stats": new_state.batch_stats}  # `state` was donated
@@ -103,3 +120,29 @@ def test_local_response_norm_matches_the_papers_formula():
   # Two towers: a window never crosses from one group's channels into the other's.
   grouped = local_response_norm(jnp.asarray(a), groups=2)
   np.testing.assert_allclose(grouped[..., :4], local_response_norm(jnp.asarray(a[..., :4])), rtol=1e-6)
+
+
+def _count(name, **options):
+  model = models.create(name, num_classes=1000, dtype=jnp.float32, **options)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+
+
+def test_resnet_shortcut_options_and_prelu():
+  # Option A drops resnet18's three projection shortcuts (1x1 convolution plus BatchNorm).
+  projections = sum(c_in * c_out + 2 * c_out for c_in, c_out in ((64, 128), (128, 256), (256, 512)))
+  assert _count("resnet18", shortcut="A") == PARAMETERS["resnet18"] - projections
+  # Option C adds one to each of the other five blocks, whose width does not change.
+  assert _count("resnet18", shortcut="C") == PARAMETERS["resnet18"] + sum(
+      c * c + 2 * c for c in (64, 64, 128, 256, 512))
+  # v1 and v1.5 differ in where they stride, not in their parameters.
+  assert _count("resnet50", stride_on="1x1") == PARAMETERS["resnet50"]
+  # Channel-wise PReLU: one slope per channel at every activation: the stem's, and in each of
+  # the two blocks per stage the one inside the branch and the one after the addition.
+  assert _count("resnet18", activation="prelu") == PARAMETERS["resnet18"] + 64 + sum(
+      2 * 2 * c for c in (64, 128, 256, 512))
+  model = models.create("resnet18", num_classes=10, dtype=jnp.float32, shortcut="A", activation="prelu",
+                        stem="small", width=4)
+  x = jnp.ones((2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  assert model.apply(variables, x, train=False).shape == (2, 10)
