@@ -1,6 +1,5 @@
 """The model registry: exact parameter counts, and every model trains a step at a small size."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
