@@ -169,15 +169,21 @@ def jit_train_step(setup: Setup):
                  out_shardings=(setup.state_sharding, replicated, replicated), donate_argnums=0)
 
 
-def evaluate(setup: Setup, state: TrainState) -> metrics_lib.ClassificationMetrics:
-  """Metrics over every example of the eval split exactly once, on every process alike."""
+def jit_eval_step(setup: Setup):
+  return jax.jit(functools.partial(eval_step, model=setup.model, num_classes=setup.info.num_classes,
+                                   dtype=compute_dtype(setup.config)),
+                 in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
+                 out_shardings=sharding.replicated(setup.mesh))
+
+
+def evaluate(setup: Setup, state: TrainState, step=None) -> metrics_lib.ClassificationMetrics:
+  """Metrics over every example of the eval split exactly once, on every process alike.
+
+  Pass the `jit_eval_step(setup)` of an earlier call as `step` to reuse its compilation."""
   from imagenet_train.data import pipeline
 
   c = setup.config
-  step = jax.jit(functools.partial(eval_step, model=setup.model, num_classes=setup.info.num_classes,
-                                   dtype=compute_dtype(c)),
-                 in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
-                 out_shardings=sharding.replicated(setup.mesh))
+  step = step or jit_eval_step(setup)
   batches = pipeline.eval_batches(setup.builder, c.data,
                                   local_batch_size=sharding.local_batch_size(c.eval_batch_size, setup.mesh),
                                   process_index=jax.process_index(), process_count=jax.process_count())
@@ -256,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                  c.model, sum(np.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params)),
                  setup.total_steps, c.batch_size, setup.total_steps / setup.steps_per_epoch, start_step)
     step_fn = jit_train_step(setup)
+    eval_step_fn = jit_eval_step(setup)  # compiled at the first evaluation, reused after
     local_batches = pipeline.train_batches(
         setup.builder, c.data, local_batch_size=sharding.local_batch_size(c.batch_size, setup.mesh), seed=c.seed,
         start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count())
@@ -309,7 +316,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         if step % eval_every == 0 or step == setup.total_steps:
           check_finite()
           eval_start = time.perf_counter()
-          eval_results = _scalars("eval", evaluate(setup, state))
+          eval_results = _scalars("eval", evaluate(setup, state, eval_step_fn))
           writer.write_scalars(step, eval_results)
           state = state.replace(opt_state=optim.plateau_update(state.opt_state, eval_results["eval/top1"],
                                                                c.schedule.plateau))
