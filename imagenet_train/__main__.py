@@ -1,8 +1,10 @@
-"""The command line: train, evaluate, models.
+"""The command line: train, evaluate, models, import-weights.
 
     python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train models
+    python -m imagenet_train import-weights --config=configs/x.py --model=resnet50 \
+        --from=resnet50.safetensors --out=workdirs/resnet50_torchvision
 
 Config fields are overridden as `--config.batch_size=512`. A mistake the user can fix ends in
 one line on stderr naming the problem and the fix, with exit status 2 (1 for a NaN stop).
@@ -17,12 +19,17 @@ from ml_collections import config_flags
 
 from imagenet_train.errors import UserError
 
-COMMANDS = ("train", "evaluate", "models")
+COMMANDS = ("train", "evaluate", "models", "import-weights")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, best, or a step number.")
+_FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict, .safetensors or .pth.")
+_MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds.")
+_OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint.")
+_KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
+                                 "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
 
 
 def _fail(message: str, exit_code: int = 2):
@@ -45,7 +52,7 @@ def _parse_flags(argv):
   return rest
 
 
-def _config():
+def _config(workdir_flag: str = "workdir"):
   config = _CONFIG.value
   try:
     config.keys()  # config_flags defers the error of a file that failed to load until first use
@@ -55,8 +62,8 @@ def _config():
     pass
   if config is None:
     _fail("--config is required: pass --config=configs/default.py (or another file in configs/)")
-  if not _WORKDIR.value:
-    _fail("--workdir is required: pass --workdir=DIR for checkpoints and metrics")
+  if not flags.FLAGS[workdir_flag].value:
+    _fail(f"--{workdir_flag} is required: pass --{workdir_flag}=DIR for checkpoints and metrics")
   return config
 
 
@@ -100,15 +107,27 @@ def _evaluate():
 def _models():
   from imagenet_train import models
 
-  print(f"{'model':22s} {'parameters':>14s}  input")
-  for name, params, shape in models.summaries():
-    print(f"{name:22s} {params:>14,d}  {'x'.join(map(str, shape))}")
+  print(f"{'model':22s} {'parameters':>14s} {'multiply-adds':>16s}  input")
+  for name, params, macs, shape in models.summaries():
+    print(f"{name:22s} {params:>14,d} {macs / 1e9:>14.3f} G  {'x'.join(map(str, shape))}")
+
+
+def _import_weights():
+  from imagenet_train import train
+
+  config = _config("out")
+  if not _FROM.value or not _MODEL.value:
+    _fail("import-weights needs --from=FILE (.safetensors or .pth) and --model=NAME")
+  config.model = _MODEL.value
+  count = train.import_weights(config, _FROM.value, _OUT.value, _KEEP_INIT.value)
+  print(f"Imported {count} tensors from {_FROM.value} into {_OUT.value} as step 0 of {_MODEL.value}.")
+  print(f"Evaluate: python -m imagenet_train evaluate --config=<the same config> --workdir={_OUT.value}")
 
 
 def main(argv):
   command = argv[1]
   try:
-    {"train": _train, "evaluate": _evaluate, "models": _models}[command]()
+    {"train": _train, "evaluate": _evaluate, "models": _models, "import-weights": _import_weights}[command]()
   except UserError as error:
     logging.flush()
     _fail(str(error), error.exit_code)

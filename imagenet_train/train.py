@@ -70,10 +70,15 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable,
 
   def loss_fn(params):
     logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                  batch["image"].astype(dtype), train=True, mutable=["batch_stats"],
+                                  batch["image"].astype(dtype), train=True, mutable=["batch_stats", "aux_logits"],
                                   rngs={"dropout": dropout_key})
     losses = cross_entropy(logits, batch["label"], num_classes, label_smoothing)
-    return losses.mean(), (logits, losses, updates.get("batch_stats", {}))
+    # Auxiliary classifiers (GoogLeNet, Inception-v3) sow their logits; each adds its weighted
+    # loss to the objective, while the reported metrics stay those of the main classifier.
+    aux_loss = sum(cross_entropy(aux, batch["label"], num_classes, label_smoothing).mean()
+                   for aux in jax.tree.leaves(updates.get("aux_logits", {})))
+    loss = losses.mean() + getattr(model, "aux_loss_weight", 0.0) * aux_loss
+    return loss, (logits, losses, updates.get("batch_stats", {}))
 
   (loss, (logits, losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -368,3 +373,29 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str
   finally:
     checkpointer.close()
   return results
+
+
+def import_weights(config: ml_collections.ConfigDict, source: str, workdir: str, keep_init: str | None = None) -> int:
+  """Writes a step-0 checkpoint of `config` holding the PyTorch weights in `source` to `workdir`.
+
+  `evaluate` then scores the weights as they are, and `train` fine-tunes from them. Returns the
+  number of tensors imported."""
+  from imagenet_train import weights
+
+  tensors = weights.read_state_dict(source)  # a bad file fails before anything is created
+  check_workdir(workdir)
+  setup = prepare(config)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
+  try:
+    if checkpointer.latest_step() is not None:
+      raise UserError(f"{checkpointer.directory} already holds checkpoints: pass an empty --out directory")
+    state = jax.device_get(restore_or_init(setup, checkpointer))
+    variables = weights.to_variables(tensors, {"params": state.params, "batch_stats": state.batch_stats},
+                                     model=config.model, source=source, keep_init=keep_init)
+    state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
+    meta = {**_checkpoint_meta(setup, 0), "imported_from": os.path.abspath(source)}
+    checkpointer.save(0, jax.device_put(state, setup.state_sharding), meta, force=True)
+    checkpointer.wait()
+  finally:
+    checkpointer.close()
+  return len(tensors)

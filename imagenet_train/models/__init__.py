@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from imagenet_train.errors import UserError
+from imagenet_train.models import counting
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # The input each model was designed for, (height, width, channels), and its class count.
@@ -65,12 +66,29 @@ def native_input(name: str) -> tuple[tuple[int, int, int], int]:
   return _NATIVE[name]
 
 
-def summaries() -> list[tuple[str, int, tuple[int, int, int]]]:
-  """(name, parameter count, native input shape) of every model, from abstract shapes only."""
+def abstract_variables(name: str, **options):
+  """The model `name` at its native input and class count, and its variables' shapes."""
+  shape, num_classes = native_input(name)
+  model = create(name, num_classes=num_classes, dtype=jnp.float32, **options)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
+  return model, variables
+
+
+def parameter_count(variables) -> int:
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+
+
+def multiply_adds(name: str, **options) -> int:
+  """Multiply-adds of one eval-mode forward pass at the native input, from abstract shapes."""
+  model, variables = abstract_variables(name, **options)
+  return counting.multiply_adds(model, variables, native_input(name)[0])
+
+
+def summaries() -> list[tuple[str, int, int, tuple[int, int, int]]]:
+  """(name, parameters, multiply-adds, native input shape) of every model, from abstract shapes."""
   rows = []
   for name in names():
-    shape, num_classes = native_input(name)
-    model = create(name, num_classes=num_classes, dtype=jnp.float32)
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
-    rows.append((name, sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"])), shape))
+    model, variables = abstract_variables(name)
+    shape = native_input(name)[0]
+    rows.append((name, parameter_count(variables), counting.multiply_adds(model, variables, shape), shape))
   return rows

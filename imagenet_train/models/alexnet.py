@@ -8,7 +8,8 @@ in conv2, conv4, conv5 and the hidden FC layers. 60,965,224 parameters.
 
 `alexnet_torchvision` follows "One weird trick" (Krizhevsky, 2014) as torchvision ships it:
 widths 64-192-384-256-256, no grouping, no LRN, adaptive 6x6 average pooling, dropout before
-FC6 and FC7. 61,100,840 parameters.
+FC6 and FC7. 61,100,840 parameters. Its layers carry torchvision's names (`features.0`,
+`classifier.1`, ...) so that torchvision's weights import by name.
 """
 
 import functools
@@ -62,20 +63,21 @@ class AlexNetTorchvision(nn.Module):
                        f"{x.shape[1]}x{x.shape[2]}")
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     pool = functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2))
-    x = pool(nn.relu(conv(64, (11, 11), 4, padding=2, name="conv1")(x)))
-    x = pool(nn.relu(conv(192, (5, 5), padding=2, name="conv2")(x)))
-    x = nn.relu(conv(384, (3, 3), padding=1, name="conv3")(x))
-    x = nn.relu(conv(256, (3, 3), padding=1, name="conv4")(x))
-    x = pool(nn.relu(conv(256, (3, 3), padding=1, name="conv5")(x)))
+    x = pool(nn.relu(conv(64, (11, 11), 4, padding=2, name="features.0")(x)))
+    x = pool(nn.relu(conv(192, (5, 5), padding=2, name="features.3")(x)))
+    x = nn.relu(conv(384, (3, 3), padding=1, name="features.6")(x))
+    x = nn.relu(conv(256, (3, 3), padding=1, name="features.8")(x))
+    x = pool(nn.relu(conv(256, (3, 3), padding=1, name="features.10")(x)))
     x = _adaptive_flatten(x, 6)
     dense = functools.partial(nn.Dense, dtype=self.dtype)
-    x = nn.relu(dense(4096, name="fc6")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
-    x = nn.relu(dense(4096, name="fc7")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
-    return dense(self.num_classes, name="fc8")(x)
+    x = nn.relu(dense(4096, name="classifier.1")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
+    x = nn.relu(dense(4096, name="classifier.4")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
+    return dense(self.num_classes, name="classifier.6")(x)
 
 
 def _adaptive_flatten(x, size: int):
-  """torchvision's AdaptiveAvgPool2d(size) for maps whose sides divide or are divided by size."""
+  """torchvision's AdaptiveAvgPool2d(size) for maps whose sides divide or are divided by size,
+  flattened channel-major as torchvision flattens, so that its FC6 weights apply unchanged."""
   height, width = x.shape[1:3]
   if height % size == 0 and width % size == 0:
     x = x.reshape(x.shape[0], size, height // size, size, width // size, x.shape[-1]).mean(axis=(2, 4))
@@ -84,7 +86,7 @@ def _adaptive_flatten(x, size: int):
   else:
     raise ValueError(f"adaptive pooling of a {height}x{width} map to {size}x{size} is not supported: "
                      f"use an input whose final map divides or is divided by {size}")
-  return x.reshape(x.shape[0], -1)
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
 @register("alexnet", native_input=(227, 227, 3))

@@ -44,24 +44,31 @@ class VGG(nn.Module):
     width = lambda features: max(1, int(features * self.width_multiplier))
     init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming_normal_
     conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=init)
+    # Layers are named by their index in torchvision's `features` and `classifier` sequences, in
+    # which every convolution, BatchNorm, ReLU and pooling takes one place, so that torchvision's
+    # state_dicts map onto these variables by name.
+    index = 0
     for block_index, block in enumerate(self.blocks):
       for layer_index, layer in enumerate(block):
         features, kernel = layer if isinstance(layer, tuple) else (layer, 3)
-        x = conv(width(features), (kernel, kernel), padding="SAME", name=f"conv{block_index + 1}_{layer_index + 1}")(x)
+        x = conv(width(features), (kernel, kernel), padding="SAME", name=f"features.{index}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                           name=f"norm{block_index + 1}_{layer_index + 1}")(x)
+                           name=f"features.{index + 1}")(x)
         x = nn.relu(x)
+        index += 3 if self.batch_norm else 2
         if self.lrn and block_index == 0 and layer_index == 0:
           x = local_response_norm(x)
+          index += 1
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      index += 1
     head = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID",
                              kernel_init=nn.initializers.normal(0.01))
-    x = nn.relu(head(width(4096), (7, 7), name="fc6")(x))
+    x = nn.relu(head(width(4096), (7, 7), name="classifier.0")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(head(width(4096), (1, 1), name="fc7")(x))
+    x = nn.relu(head(width(4096), (1, 1), name="classifier.3")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    scores = head(self.num_classes, (1, 1), name="fc8")(x)
+    scores = head(self.num_classes, (1, 1), name="classifier.6")(x)
     return scores.mean(axis=(1, 2))
 
 
