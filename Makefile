@@ -6,7 +6,9 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 WORKDIR ?= workdirs/default
 CONFIG ?= configs/default.py
 
-.PHONY: setup train test bench clean
+TORCH_VENV := .venv-torch
+
+.PHONY: setup train test test-torchvision bench clean
 
 # The stamp is rebuilt only when the pins change, so a second `make setup` is instant.
 $(BIN)/.installed: requirements.txt pyproject.toml
@@ -30,7 +32,18 @@ train: setup
 	$(BIN)/python -m imagenet_train train --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
+
+# The comparison with torchvision's forward passes needs PyTorch, which the project itself does
+# not: it gets its own virtualenv (several GB; the versions pip finds on this image's disk).
+$(TORCH_VENV)/bin/.installed: requirements.txt pyproject.toml
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet -r requirements.txt torch==2.14.1 torchvision==0.29.1
+	$(TORCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-torchvision: setup $(TORCH_VENV)/bin/.installed
+	$(TORCH_VENV)/bin/python -m pytest -q -rs tests/test_torchvision.py tests/test_weights.py
 
 bench: setup
 	$(BIN)/python benchmarks/step_throughput.py --model=lenet5 --batch=256 --dtype=float32 --image_size=28 \
@@ -39,4 +52,4 @@ bench: setup
 	  --channels=1 --model_option=stem=small --steps=5
 
 clean:
-	rm -rf $(VENV) workdirs
+	rm -rf $(VENV) $(TORCH_VENV) workdirs

@@ -1,11 +1,15 @@
 """Times the jitted train step on synthetic batches already on the device.
 
     python benchmarks/step_throughput.py --model=resnet50 --batch=256 [--dtype=bfloat16]
+    python benchmarks/step_throughput.py --model=all --batch=64   # every registered model
+
 
 Runs on whatever backend JAX finds (CPU here, GPU or TPU elsewhere) and imports no
 TensorFlow, so it runs on accelerator machines that have JAX but not TensorFlow. It times the
 same `train_step` the trainer jits (SGD with Nesterov momentum, weight decay, the full update),
-reports the compile time, and the median over the timed steps after warm-up.
+reports the compile time, and the median over the timed steps after warm-up. The TFLOP/s
+column is an estimate from the counted multiply-adds: a training step costs about three forward
+passes, two floating-point operations per multiply-add.
 """
 
 import ast
@@ -17,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from imagenet_train import models, sharding, train
+from imagenet_train.models import counting
 from imagenet_train.data import DatasetInfo
 from imagenet_train.defaults import base_config
 from imagenet_train.errors import UserError
@@ -49,6 +54,8 @@ def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warm
   batch_arrays = jax.device_put(
       {"image": rng.standard_normal((batch, *shape), dtype=np.float32),
        "label": rng.integers(0, num_classes, batch).astype(np.int32)}, sharding.batch_sharding(mesh))
+  variables = {"params": setup.abstract_state.params, "batch_stats": setup.abstract_state.batch_stats}
+  multiply_adds = counting.multiply_adds(setup.model, variables, shape)
   step = train.jit_train_step(setup)
   start = time.perf_counter()
   compiled = step.lower(state, batch_arrays).compile()
@@ -63,8 +70,10 @@ def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warm
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
   median = float(np.median(times))
-  return {"model": name + "".join(f" {k}={v}" for k, v in (options or {}).items()), "batch": batch, "input": "x".join(map(str, shape)), "dtype": dtype,
+  return {"model": name + "".join(f" {k}={v}" for k, v in (options or {}).items()), "batch": batch,
+          "input": "x".join(map(str, shape)), "dtype": dtype, "gmacs": multiply_adds / 1e9,
           "images_per_s": batch / median, "median_step_ms": 1000 * median, "compile_s": compile_s,
+          "tflops": 6 * multiply_adds * batch / median / 1e12,
           "loss_finite": bool(jnp.isfinite(metrics.compute()["loss"]))}
 
 
@@ -80,16 +89,22 @@ def main(argv):
       options[key] = value  # a bare word such as stem=small
   device = jax.devices()[0]
   print(f"backend: {jax.default_backend()} ({len(jax.devices())} x {device.device_kind}), jax {jax.__version__}")
-  print(f"| {'model':36s} | batch | {'input':11s} | dtype    | images/s | median step (ms) | compile (s) |")
-  print(f"|{'-' * 38}|-------|{'-' * 13}|----------|----------|------------------|-------------|")
+  print(f"| {'model':36s} | batch | {'input':11s} | dtype    | GMACs/image | images/s | median step (ms) | "
+        "TFLOP/s (est.) | compile (s) |")
+  print(f"|{'-' * 38}|-------|{'-' * 13}|----------|-------------|----------|------------------|"
+        "----------------|-------------|")
   for name in names:
     try:
       row = measure(name, _BATCH.value, _IMAGE.value, _DTYPE.value, _STEPS.value, _WARMUP.value, _CHANNELS.value,
                     options)
     except UserError as error:
-      raise SystemExit(f"error: {error}")
+      if len(names) == 1:
+        raise SystemExit(f"error: {error}")
+      print(f"| {name:36s} | skipped: {error}", flush=True)  # one model's options must not stop the table
+      continue
     print(f"| {row['model']:36s} | {row['batch']:5d} | {row['input']:11s} | {row['dtype']:8s} | "
-          f"{row['images_per_s']:8.0f} | {row['median_step_ms']:16.1f} | {row['compile_s']:11.1f} |", flush=True)
+          f"{row['gmacs']:11.3f} | {row['images_per_s']:8.1f} | {row['median_step_ms']:16.1f} | "
+          f"{row['tflops']:14.3f} | {row['compile_s']:11.1f} |", flush=True)
 
 
 if __name__ == "__main__":
