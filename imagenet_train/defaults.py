@@ -14,6 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ""
   c.model_options = ml_collections.ConfigDict()  # the family's own constructor options
   c.dtype = "bfloat16"  # compute; parameters, optimizer state and BatchNorm statistics stay fp32
+  c.model_parallelism = 1  # devices on the mesh's model axis (AlexNet's towers); the data axis takes the rest
 
   c.data = data_config()
 

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -49,10 +50,15 @@ def create_model(config, num_classes: int):
                        **config.model_options.to_dict())
 
 
+def init_variables(model, image_shape, seed: int):
+  """The model's variables; parameters a model splits over the mesh come boxed with their specs."""
+  return model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)},
+                    jnp.zeros((1, *image_shape), jnp.float32), train=False)
+
+
 def init_state(model, tx, image_shape, seed: int) -> TrainState:
   """Initial state; runs under jit so that XLA places it straight into its sharding."""
-  variables = model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)},
-                         jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  variables = nn.meta.unbox(init_variables(model, image_shape, seed))
   params = variables["params"]
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
                     opt_state=tx.init(params), nonfinite_step=jnp.full([], -1, jnp.int32))
@@ -131,17 +137,18 @@ def prepare(config: ml_collections.ConfigDict, devices=None) -> Setup:
   """Validates the config, opens the dataset, and builds everything the loop needs."""
   from imagenet_train.data import pipeline  # TensorFlow is imported only when data is read.
 
-  mesh = sharding.create_mesh(devices)
+  mesh = sharding.create_mesh(devices, config.model_parallelism)
   check_batch_sizes(config, mesh)
   builder = pipeline.open_builder(config.data)
   return build(config, mesh, pipeline.dataset_info(builder, config.data), builder)
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, mesh) -> None:
+  replicas = mesh.shape[sharding.DATA_AXIS]
   for name, size in (("batch_size", config.batch_size), ("eval_batch_size", config.eval_batch_size)):
-    if size % mesh.devices.size:
-      raise UserError(f"--config.{name}={size} is not divisible by the {mesh.devices.size} devices: "
-                      f"use a multiple of {mesh.devices.size}")
+    if size % replicas:
+      raise UserError(f"--config.{name}={size} is not divisible by the {replicas} data-parallel devices: "
+                      f"use a multiple of {replicas}")
 
 
 def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=None) -> Setup:
@@ -154,10 +161,11 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
   model = create_model(config, info.num_classes)
   tx, schedule = optim.create_optimizer(config, steps_per_epoch, total_steps)
   try:
-    abstract = jax.eval_shape(functools.partial(init_state, model, tx, info.image_shape, config.seed))
+    boxed = jax.eval_shape(functools.partial(init_variables, model, info.image_shape, config.seed))
   except ValueError as error:  # models reject inputs they cannot read, naming the minimum
     raise UserError(f"model {config.model!r} cannot take {info.image_shape} images: {error}") from None
-  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+  abstract = jax.eval_shape(functools.partial(init_state, model, tx, info.image_shape, config.seed))
+  state_sharding = sharding.state_sharding(mesh, tx, abstract, nn.get_partition_spec(boxed["params"]))
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract, state_sharding)
   return Setup(config, mesh, builder, info, model, tx, schedule, steps_per_epoch, total_steps, state_sharding,

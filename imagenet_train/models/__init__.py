@@ -71,7 +71,7 @@ def abstract_variables(name: str, **options):
   shape, num_classes = native_input(name)
   model = create(name, num_classes=num_classes, dtype=jnp.float32, **options)
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
-  return model, variables
+  return model, nn.meta.unbox(variables)
 
 
 def parameter_count(variables) -> int:

@@ -4,7 +4,8 @@
 maps needs 227), two towers expressed as grouped conv2, conv4 and conv5, local response
 normalisation (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLUs of conv1 and conv2, overlapping
 3x3 stride-2 max pooling, dropout 0.5 on FC6 and FC7, weights from N(0, 0.01) and biases of 1
-in conv2, conv4, conv5 and the hidden FC layers. 60,965,224 parameters.
+in conv2, conv4, conv5 and the hidden FC layers. 60,965,224 parameters. `split_towers=True`
+with `config.model_parallelism=2` puts the towers on two devices, as the paper did.
 
 `alexnet_torchvision` follows "One weird trick" (Krizhevsky, 2014) as torchvision ships it:
 widths 64-192-384-256-256, no grouping, no LRN, adaptive 6x6 average pooling, dropout before
@@ -19,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from imagenet_train.models import register
+from imagenet_train.sharding import MODEL_AXIS
 from imagenet_train.models.layers import local_response_norm
 
 _paper_init = nn.initializers.normal(0.01)
@@ -29,13 +31,26 @@ class AlexNet(nn.Module):
   dtype: Any = jnp.float32
   dropout_rate: float = 0.5
   towers: int = 2  # 1 removes the grouping (the paper's one-GPU comparison keeps full widths)
+  # Splits every layer's output units but the classifier's over the mesh's model axis, as the
+  # paper split them over its two GPUs: with two devices on that axis each holds one tower.
+  split_towers: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < 67:
       raise ValueError(f"AlexNet needs inputs of at least 67x67 (227 native), got {x.shape[1]}x{x.shape[2]}")
-    conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=_paper_init)
-    ones = nn.initializers.ones
+    split = lambda init, rank: nn.with_partitioning(init, (None,) * (rank - 1) + (MODEL_AXIS,)) if (
+        self.split_towers) else init
+    ones, zeros = nn.initializers.ones, nn.initializers.zeros
+
+    def conv(features, kernel, *args, bias_init=zeros, **kwargs):
+      return nn.Conv(features, kernel, *args, dtype=self.dtype, kernel_init=split(_paper_init, 4),
+                     bias_init=split(bias_init, 1), **kwargs)
+
+    def dense(features, bias_init=zeros, **kwargs):
+      return nn.Dense(features, dtype=self.dtype, kernel_init=split(_paper_init, 2), bias_init=split(bias_init, 1),
+                      **kwargs)
+
     pool = functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2))
     lrn = functools.partial(local_response_norm, groups=self.towers)
     x = pool(lrn(nn.relu(conv(96, (11, 11), 4, padding="VALID", name="conv1")(x))))
@@ -45,10 +60,9 @@ class AlexNet(nn.Module):
     x = nn.relu(conv(384, (3, 3), padding=1, feature_group_count=self.towers, bias_init=ones, name="conv4")(x))
     x = nn.relu(conv(256, (3, 3), padding=1, feature_group_count=self.towers, bias_init=ones, name="conv5")(x))
     x = _adaptive_flatten(pool(x), 6)  # 6x6 at 227: a plain flatten
-    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=_paper_init)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(dense(4096, bias_init=ones, name="fc6")(x)))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(dense(4096, bias_init=ones, name="fc7")(x)))
-    return dense(self.num_classes, name="fc8")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_paper_init, name="fc8")(x)
 
 
 class AlexNetTorchvision(nn.Module):
@@ -90,10 +104,12 @@ def _adaptive_flatten(x, size: int):
 
 
 @register("alexnet", native_input=(227, 227, 3))
-def alexnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, towers: int = 2) -> nn.Module:
+def alexnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, towers: int = 2,
+            split_towers: bool = False) -> nn.Module:
   if towers not in (1, 2):
     raise TypeError(f"towers must be 1 or 2, not {towers!r}")
-  return AlexNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, towers=towers)
+  return AlexNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, towers=towers,
+                 split_towers=split_towers)
 
 
 @register("alexnet_torchvision")
