@@ -11,23 +11,61 @@ from imagenet_train.data import DatasetInfo
 from imagenet_train.defaults import base_config
 from imagenet_train.errors import UserError
 
-# Exact counts at the native input with the native class count: from the reference file of
-# the papers' facts, which agree with torchvision's where the architecture is the same.
+# Exact counts at the native input with the native class count, auxiliary heads included: from
+# the reference file of the papers' facts, which agree with torchvision's where the architecture
+# is the same; where a paper gives only a rounded figure, PAPER_ROUNDED checks the rounding.
 PARAMETERS = {
     "lenet5": 61_706,
     "alexnet": 60_965_224,
     "alexnet_torchvision": 61_100_840,
+    "zfnet": 62_357_608,
+    "overfeat_fast": 145_920_872, "overfeat_accurate": 144_656_488,
+    # ZFNet's convolutions, then 6x6+3x3+2x2+1x1 bins of 256 maps into FC-4096.
+    "sppnet": 62_357_608 + (50 * 256 - 6 * 6 * 256) * 4096,
     "vgg_a": 132_863_336, "vgg_a_lrn": 132_863_336, "vgg_b": 133_047_848, "vgg_c": 133_638_952,
     "vgg_d": 138_357_544, "vgg_e": 143_667_240,
     # torchvision's vgg*_bn: two BatchNorm parameters per convolution channel.
     "vgg_a_bn": 132_868_840, "vgg_b_bn": 133_053_736, "vgg_c_bn": 133_647_400, "vgg_d_bn": 138_365_992,
     "vgg_e_bn": 143_678_248,
+    # GoogLeNet's two auxiliary heads hold 6,379,728 parameters; without them 6,998,552 (paper
+    # "about 7M") and torchvision's 6,624,904.
+    "googlenet": 13_378_280, "googlenet_torchvision": 13_004_888,
+    "bn_inception": 11_285_224,
+    "inception_v3": 27_161_264,  # torchvision's count, with its auxiliary head
+    "inception_v4": 42_679_816, "inception_resnet_v2": 55_843_464,  # the released ports, 1000 classes
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808,
     "resnext50_32x4d": 25_028_904, "resnext101_32x4d": 44_177_704, "resnext101_32x8d": 88_791_336,
     "resnext101_64x4d": 83_455_272,
     "se_resnet50": 28_088_024, "se_resnet101": 49_326_872, "se_resnet152": 66_821_848,
     "se_resnext50_32x4d": 27_559_896, "se_resnext101_32x4d": 48_955_416,
+    "senet154": 115_088_984,
+    "densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928, "densenet161": 28_681_000,
+    "densenet264": 33_337_704,
+}
+
+# Millions of parameters as the papers round them (without auxiliary heads where marked).
+PAPER_ROUNDED = {"zfnet": (62.4, None), "googlenet": (7.0, ("googlenet", {"aux_heads": False})),
+                 "bn_inception": (11.3, None), "overfeat_fast": (145.9, None), "overfeat_accurate": (144.7, None)}
+
+# Multiply-adds (G) of one forward pass at the native input, without auxiliary heads: the
+# reference file's counted figures and torchvision's "GFLOPS"; papers' own figures where marked.
+MULTIPLY_ADDS = {
+    "lenet5": 416_520e-9,  # by hand: 117,600 + 240,000 + 48,000 + 10,080 + 840
+    "alexnet": 0.724, "alexnet_torchvision": 0.714, "zfnet": 1.17,
+    "sppnet": 1.17 + (50 * 256 - 6 * 6 * 256) * 4096e-9,  # ZFNet with FC6 reading the pyramid's 50 bins
+    "overfeat_fast": 2.801, "overfeat_accurate": 5.355,
+    "vgg_a": 7.609, "vgg_a_lrn": 7.609, "vgg_a_bn": 7.609, "vgg_b": 11.308, "vgg_b_bn": 11.308, "vgg_c": 11.771,
+    "vgg_c_bn": 11.771, "vgg_d": 15.470, "vgg_d_bn": 15.470, "vgg_e": 19.632, "vgg_e_bn": 19.632,
+    "googlenet": 1.58, "googlenet_torchvision": 1.498, "bn_inception": 2.03,  # SENet paper's figure
+    "inception_v3": 5.713,
+    "inception_v4": 12.28, "inception_resnet_v2": 13.16,  # timm's figures for the same ports
+    "resnet18": 1.814, "resnet34": 3.664, "resnet50": 4.089, "resnet101": 7.801, "resnet152": 11.514,
+    "resnext50_32x4d": 4.230, "resnext101_32x4d": 7.97, "resnext101_32x8d": 16.414, "resnext101_64x4d": 15.46,
+    # SENet paper, Table 2 (v1 striding for SE-ResNet), and timm's figure for SENet-154.
+    "se_resnet50": 3.87, "se_resnet101": 7.60, "se_resnet152": 11.32, "se_resnext50_32x4d": 4.25,
+    "se_resnext101_32x4d": 8.00, "senet154": 20.77,
+    "densenet121": 2.834, "densenet169": 3.360, "densenet201": 4.291, "densenet161": 7.728, "densenet264": 5.752,
 }
 
 # Small inputs and narrow widths that still run every layer of the real code path.
@@ -39,24 +77,43 @@ SMALL = {
     "resnet": ((32, 32, 3), {"stem": "small", "width": 4}),
     "resnext": ((32, 32, 3), {"stem": "small", "width": 16}),  # 16: each group keeps a channel
     "se": ((32, 32, 3), {"stem": "small", "width": 16}),  # width 16: SE's C/16 must be at least 1
+    "senet154": ((32, 32, 3), {"width": 32}),  # 64 groups
+    "googlenet": ((32, 32, 3), {}),
+    "bn_inception": ((32, 32, 3), {}),
+    "inception": ((75, 75, 3), {}),
+    # Every kind of layer, with fewer of them: XLA unrolls DenseNet-121's 58 dense layers.
+    "densenet": ((32, 32, 3), {"width_multiplier": 1 / 8, "block_sizes": (2, 2, 2, 2)}),
+    "zfnet": ((63, 63, 3), {}),
+    "sppnet": ((39, 39, 3), {}),
+    "overfeat": ((231, 231, 3), {"width_multiplier": 1 / 32}),
 }
 
+# Compiling these on a 2-core CPU costs minutes; each shares its blocks with a smaller sibling
+# that compiles below (or, for the Inception-v4 family, is of one of the same kinds of blocks),
+# so their step is only traced, which still checks every shape and the loss.
+TRACED_ONLY = ("101", "152", "154", "161", "169", "201", "264", "inception_v3", "inception_v4",
+               "inception_resnet_v2", "googlenet_torchvision")
 
-DEEP = ("101", "152")
 
-
-def test_every_registered_model_has_its_exact_parameter_count():
-  counted = {name: params for name, params, _ in models.summaries()}
-  assert counted == PARAMETERS
+def test_every_registered_model_has_its_exact_parameter_count_and_multiply_adds():
+  rows = models.summaries()
+  assert {name: params for name, params, _, _ in rows} == PARAMETERS
+  assert set(MULTIPLY_ADDS) == set(PARAMETERS)
+  for name, _, multiply_adds, _ in rows:
+    assert abs(multiply_adds / 1e9 - MULTIPLY_ADDS[name]) <= 0.01 * MULTIPLY_ADDS[name], (name, multiply_adds)
+  for name, (millions, variant) in PAPER_ROUNDED.items():
+    count = PARAMETERS[name] if variant is None else models.parameter_count(
+        models.abstract_variables(variant[0], **variant[1])[1])
+    assert round(count / 1e6, 1) == millions, (name, count)
 
 
 def _small(name):
-  return SMALL.get(name) or SMALL[name.split("_")[0].rstrip("0123456789")]
+  return SMALL.get(name) or SMALL.get(name.split("_")[0].rstrip("0123456789")) or SMALL[name.rstrip("0123456789")]
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_model_trains_a_step_and_evaluates_deterministically(name):
-  """A jitted train step and two identical eval-mode forward passes (traced only for DEEP)."""
+  """A jitted train step and two identical eval-mode forward passes (traced only for TRACED_ONLY)."""
   shape, options = _small(name)
   config = base_config()
   config.model, config.dtype, config.batch_size, config.num_train_steps = name, "float32", 4, 10
@@ -67,9 +124,7 @@ def test_model_trains_a_step_and_evaluates_deterministically(name):
   batch = {"image": jnp.asarray(rng.standard_normal((4, *shape)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 4), jnp.int32)}
   step = train.jit_train_step(setup)
-  if any(depth in name for depth in DEEP):
-    # Compiling the 101- and 152-layer variants costs minutes on a 2-core CPU; they share
-    # every block with their 50-layer siblings, which run below, so their step is only traced.
+  if any(part in name for part in TRACED_ONLY):
     new_state, metrics, _ = jax.eval_shape(step, setup.abstract_state, batch)
     assert new_state.params.keys() == setup.abstract_state.params.keys() and metrics.loss.total.shape == ()
     return

@@ -60,7 +60,7 @@ def test_batchnorm_statistics_span_the_global_batch(config):
   _assert_trees_close(one.batch_stats, eight.batch_stats, rtol=1e-4, atol=1e-5)
   setup = train.prepare(config, jax.devices()[:1])
   init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
-  assert not np.allclose(init.batch_stats["stem_norm"]["var"], one.batch_stats["stem_norm"]["var"], atol=1e-3)
+  assert not np.allclose(init.batch_stats["bn1"]["var"], one.batch_stats["bn1"]["var"], atol=1e-3)
 
 
 def test_default_config_first_steps_lower_the_loss(config):

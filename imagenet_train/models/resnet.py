@@ -1,7 +1,11 @@
-"""ResNet (He et al., 2015) and the families built on its template: ResNeXt (Xie et al., 2016)
-and SE-ResNet / SE-ResNeXt (Hu et al., 2017).
+"""ResNet (He et al., 2015) and the families built on its template: ResNeXt (Xie et al., 2016),
+SE-ResNet / SE-ResNeXt and SENet-154 (Hu et al., 2017).
 
-Basic blocks for 18 and 34 layers, bottlenecks for 50, 101 and 152. Options:
+Basic blocks for 18 and 34 layers, bottlenecks for 50, 101 and 152. Submodules carry
+torchvision's ResNet names (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`),
+so a torchvision state_dict maps onto the parameters by name; the squeeze-and-excitation
+blocks, which torchvision lacks, are `se`. Convolutions pad k // 2 on each side, as torch
+does, so stride-2 3x3 convolutions see the same pixels as torchvision's. Options:
 - `stride_on`: where a bottleneck downsamples, on the first 1x1 convolution ("1x1", v1 as in
   the paper) or on the 3x3 ("3x3", v1.5 as in torchvision, ResNeXt and most recipes).
 - `shortcut`: "A" zero-padded identity shortcuts, "B" projections only where the shape
@@ -13,6 +17,15 @@ Basic blocks for 18 and 34 layers, bottlenecks for 50, 101 and 152. Options:
 - `zero_init_last_norm`: starts every residual branch at zero (Goyal et al., 2017).
 - `stem="small"` adapts the network to 28-32 pixel inputs by replacing the 7x7 stride-2
   convolution and the max pooling with one 3x3 stride-1 convolution (the CIFAR ResNets' stem).
+  `stem="deep"` is SENet-154's: three 3x3 convolutions of `width`, `width` and 2 `width`
+  channels (the first with stride 2), then a 3x3 stride-2 max pooling with torch's ceil_mode.
+- `dropout_rate`: dropout before the classifier (0 except for SENet-154's 0.2).
+
+`senet154` is Cadene's pretrainedmodels SENet-154 (115,088,984 parameters): SE-ResNeXt-152
+64x4d with the deep stem, the first 1x1 convolution of each bottleneck at half the width of
+the grouped 3x3, and 3x3 stride-2 projections in the downsampling shortcuts. Its stem is named
+as Cadene's (`layer0.conv1` ... `layer0.bn3`); Cadene's `se_module.fc1`/`fc2` are `se.reduce`/
+`se.expand` here and its `last_linear` is `fc`.
 """
 
 import functools
@@ -28,6 +41,18 @@ from imagenet_train.models.layers import PReLU, SqueezeExcitation
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
+def _conv(features, kernel, strides=1, **kwargs):
+  """A bias-free convolution padded as torch pads it, k // 2 on every side."""
+  return nn.Conv(features, kernel, strides, padding=[(k // 2, k // 2) for k in kernel], use_bias=False,
+                 kernel_init=_conv_init, **kwargs)
+
+
+def _max_pool_ceil(x, window: int = 3, stride: int = 2):
+  """torch's MaxPool2d(window, stride, ceil_mode=True): a last, partial window where the input runs out."""
+  padding = [(0, -(-(size - window) // stride) * stride + window - size) for size in x.shape[1:3]]
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+
+
 class ResidualBlock(nn.Module):
   features: int  # the block's inner width before ResNeXt's widening (64, 128, 256, 512)
   strides: int
@@ -37,23 +62,29 @@ class ResidualBlock(nn.Module):
   groups: int
   group_width: int
   se_reduction: int
+  first_width: float  # the first 1x1's width as a fraction of the grouped 3x3's (SENet-154: 0.5)
+  shortcut_kernel: int  # the projection's kernel where the shortcut downsamples (SENet-154: 3)
   conv: Callable[..., nn.Module]
   norm: Callable[..., nn.Module]
   act: Callable[[], Callable]
   last_norm_init: Callable
   dtype: Any
 
+  def conv_norm(self, index, x, features, kernel, strides=1, groups=1, scale_init=nn.initializers.ones):
+    x = self.conv(features, kernel, strides, feature_group_count=groups, name=f"conv{index}")(x)
+    return self.norm(scale_init=scale_init, name=f"bn{index}")(x)
+
   @nn.compact
   def __call__(self, x):
     if self.bottleneck:
       inner = self.features * self.group_width // 64 * self.groups
       first_stride, middle_stride = (self.strides, 1) if self.stride_on == "1x1" else (1, self.strides)
-      y = self.act()(self.norm()(self.conv(inner, (1, 1), first_stride)(x)))
-      y = self.act()(self.norm()(self.conv(inner, (3, 3), middle_stride, feature_group_count=self.groups)(y)))
-      y = self.norm(scale_init=self.last_norm_init)(self.conv(self.features * 4, (1, 1))(y))
+      y = self.act()(self.conv_norm(1, x, int(inner * self.first_width), (1, 1), first_stride))
+      y = self.act()(self.conv_norm(2, y, inner, (3, 3), middle_stride, groups=self.groups))
+      y = self.conv_norm(3, y, self.features * 4, (1, 1), scale_init=self.last_norm_init)
     else:
-      y = self.act()(self.norm()(self.conv(self.features, (3, 3), self.strides)(x)))
-      y = self.norm(scale_init=self.last_norm_init)(self.conv(self.features, (3, 3))(y))
+      y = self.act()(self.conv_norm(1, x, self.features, (3, 3), self.strides))
+      y = self.conv_norm(2, y, self.features, (3, 3), scale_init=self.last_norm_init)
     if self.se_reduction:
       y = SqueezeExcitation(self.se_reduction, dtype=self.dtype, name="se")(y)
     shortcut = x
@@ -62,8 +93,9 @@ class ResidualBlock(nn.Module):
         shortcut = x[:, ::self.strides, ::self.strides, :]
         shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (0, y.shape[-1] - x.shape[-1])))
       else:
-        shortcut = self.norm(name="shortcut_norm")(
-            self.conv(y.shape[-1], (1, 1), self.strides, name="shortcut_conv")(x))
+        kernel = (self.shortcut_kernel,) * 2 if self.strides > 1 else (1, 1)
+        shortcut = self.norm(name="downsample.1")(
+            self.conv(y.shape[-1], kernel, self.strides, name="downsample.0")(x))
     return self.act()(shortcut + y)
 
 
@@ -78,34 +110,43 @@ class ResNet(nn.Module):
   groups: int = 1
   group_width: int = 64
   se_reduction: int = 0
+  first_width: float = 1.0
+  shortcut_kernel: int = 1
   stem: str = "imagenet"
   width: int = 64
   zero_init_last_norm: bool = False
+  dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    minimum = 32 if self.stem == "imagenet" else 8
+    minimum = 8 if self.stem == "small" else 32
     if min(x.shape[1:3]) < minimum:
       raise ValueError(f"ResNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum}, "
                        f"got {x.shape[1]}x{x.shape[2]}")
-    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", kernel_init=_conv_init, dtype=self.dtype)
+    conv = functools.partial(_conv, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype)
     act = (lambda: nn.relu) if self.activation == "relu" else PReLU
-    if self.stem == "imagenet":
-      x = act()(norm(name="stem_norm")(conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], name="stem_conv")(x)))
+    if self.stem == "deep":
+      for index, (features, strides) in enumerate(((self.width, 2), (self.width, 1), (2 * self.width, 1)), 1):
+        x = act()(norm(name=f"layer0.bn{index}")(conv(features, (3, 3), strides, name=f"layer0.conv{index}")(x)))
+      x = _max_pool_ceil(x)
+    elif self.stem == "imagenet":
+      x = act()(norm(name="bn1")(conv(self.width, (7, 7), 2, name="conv1")(x)))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
     else:
-      x = act()(norm(name="stem_norm")(conv(self.width, (3, 3), 1, name="stem_conv")(x)))
+      x = act()(norm(name="bn1")(conv(self.width, (3, 3), 1, name="conv1")(x)))
     last_norm_init = nn.initializers.zeros if self.zero_init_last_norm else nn.initializers.ones
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         x = ResidualBlock(features=self.width * 2**stage, strides=2 if stage > 0 and block == 0 else 1,
                           bottleneck=self.bottleneck, stride_on=self.stride_on, shortcut=self.shortcut,
                           groups=self.groups, group_width=self.group_width, se_reduction=self.se_reduction,
-                          conv=conv, norm=norm, act=act, last_norm_init=last_norm_init, dtype=self.dtype)(x)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+                          first_width=self.first_width, shortcut_kernel=self.shortcut_kernel, conv=conv,
+                          norm=norm, act=act, last_norm_init=last_norm_init, dtype=self.dtype,
+                          name=f"layer{stage + 1}.{block}")(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.mean(x, axis=(1, 2)))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
 _DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
@@ -113,24 +154,28 @@ _DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 
 
 
 def _constructor(depth: int, groups: int = 1, group_width: int = 64, se_reduction: int = 0,
-                 stride_on_default: str = "3x3"):
+                 stride_on_default: str = "3x3", stem_default: str = "imagenet", dropout_default: float = 0.0,
+                 **architecture):
   stage_sizes, bottleneck = _DEPTHS[depth]
 
   def build(*, num_classes: int, dtype=jnp.float32, stride_on: str = stride_on_default, shortcut: str = "B",
-            activation: str = "relu", stem: str = "imagenet", width: int = 64,
-            zero_init_last_norm: bool = False) -> nn.Module:
+            activation: str = "relu", stem: str = stem_default, width: int = 64,
+            zero_init_last_norm: bool = False, dropout_rate: float = dropout_default) -> nn.Module:
     if stride_on not in ("1x1", "3x3"):
       raise TypeError(f"stride_on must be '1x1' (v1) or '3x3' (v1.5), not {stride_on!r}")
     if shortcut not in ("A", "B", "C"):
       raise TypeError(f"shortcut must be 'A', 'B' or 'C', not {shortcut!r}")
     if activation not in ("relu", "prelu"):
       raise TypeError(f"activation must be 'relu' or 'prelu', not {activation!r}")
-    if stem not in ("imagenet", "small"):
-      raise TypeError(f"stem must be 'imagenet' or 'small', not {stem!r}")
+    if stem not in ("imagenet", "small", "deep"):
+      raise TypeError(f"stem must be 'imagenet', 'small' or 'deep', not {stem!r}")
+    if stem == "deep" and shortcut == "A" and not bottleneck:
+      # Zero padding can widen a shortcut but not narrow the deep stem's 2 * width channels.
+      raise TypeError("shortcut 'A' needs a bottleneck ResNet with the deep stem")
     return ResNet(num_classes=num_classes, stage_sizes=stage_sizes, bottleneck=bottleneck, dtype=dtype,
                   stride_on=stride_on, shortcut=shortcut, activation=activation, groups=groups,
                   group_width=group_width, se_reduction=se_reduction, stem=stem, width=width,
-                  zero_init_last_norm=zero_init_last_norm)
+                  zero_init_last_norm=zero_init_last_norm, dropout_rate=dropout_rate, **architecture)
 
   return build
 
@@ -145,3 +190,5 @@ for _depth in (50, 101, 152):
   register(f"se_resnet{_depth}")(_constructor(_depth, se_reduction=16, stride_on_default="1x1"))
 for _depth in (50, 101):
   register(f"se_resnext{_depth}_32x4d")(_constructor(_depth, 32, 4, se_reduction=16))
+register("senet154")(_constructor(152, 64, 4, se_reduction=16, stem_default="deep", dropout_default=0.2,
+                                  first_width=0.5, shortcut_kernel=3))

@@ -1,0 +1,234 @@
+"""GoogLeNet (Szegedy et al., 2014, "Going Deeper with Convolutions") and torchvision's variant.
+
+`googlenet` is Table 1 of the paper as Caffe's bvlc_googlenet trains it: convolutions with
+biases and ReLU and no normalisation but two cross-channel LRNs in the stem, nine Inception
+modules with 5x5 branches, 3x3 stride-2 max pooling with Caffe's rounding up (so 112, 56, 28,
+14 and 7 at 224), a global average, dropout 0.4 and the classifier. Caffe's fillers: Xavier
+weights, biases 0.2 except in the classifiers. 6,998,552 parameters without the auxiliary
+heads, 13,378,280 with them.
+
+`googlenet_torchvision` is torchvision's `googlenet`, with its module names: BatchNorm (eps
+1e-3) after every bias-free convolution, no LRN, a 3x3 convolution where the paper has 5x5
+(vision#906), 2x2 pooling before stage 5, dropout 0.2 and truncated-normal weights. 6,624,904
+parameters without the auxiliary heads, 13,004,888 with them.
+
+Both attach the paper's auxiliary classifiers to 4a and 4d ("aux1", "aux2"): 4x4 average
+pooling, a 1x1 convolution to 128, FC 1024, dropout 0.7 and a classifier, weighted 0.3 in the
+loss. They run while training (and at init, so that their parameters exist), report their
+logits in the "aux_logits" collection, and are left out with `aux_heads=False`.
+
+This file also holds what inception.py shares: `BasicConv`, torch-style pooling and the
+auxiliary-head plumbing.
+"""
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from imagenet_train.models import register
+from imagenet_train.models.layers import local_response_norm
+
+# Table 1: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection.
+_TABLE_1 = {
+    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64), "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64), "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+}
+_POOL_AFTER = ("3b", "4e")
+_AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
+
+# Caffe's "xavier" filler: uniform with variance 1/fan_in.
+_caffe_xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+
+
+def torch_trunc_normal(std: float):
+  """torch's trunc_normal_(std=std, a=-2, b=2), as torchvision's GoogLeNet and Inception-v3 use
+  it: the bounds are absolute, so at these small deviations it is a plain normal in all but name."""
+  return nn.initializers.truncated_normal(std, lower=-2.0 / std, upper=2.0 / std)
+
+
+class BasicConv(nn.Module):
+  """torchvision's BasicConv2d: a bias-free convolution ("conv"), BatchNorm ("bn") and ReLU.
+  With `epsilon=None` the convolution has a bias and no BatchNorm follows (the 2014 networks)."""
+
+  features: int
+  kernel_size: int | Sequence[int]
+  strides: int = 1
+  padding: Any = 0  # as torch's Conv2d: an int, or a (height, width) pair, on both sides
+  epsilon: float | None = 1e-3
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    kernel = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+    x = nn.Conv(self.features, kernel, self.strides, padding=self.padding, use_bias=self.epsilon is None,
+                kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype, name="conv")(x)
+    if self.epsilon is not None:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=self.dtype,
+                       name="bn")(x)
+    return nn.relu(x)
+
+
+def max_pool_ceil(x, window: int, stride: int):
+  """torch's MaxPool2d(window, stride, ceil_mode=True), which is also Caffe's only rounding: a
+  partial window at the far edges makes one more output. (torch's rule against windows that
+  start past the edge never applies without padding and with window >= stride.)"""
+  padding = []
+  for side in x.shape[1:3]:
+    cells = -(-(side - window) // stride) + 1
+    padding.append((0, (cells - 1) * stride + window - side))
+  return nn.max_pool(x, (window, window), (stride, stride), padding=padding)
+
+
+def adaptive_avg_pool(x, size: int):
+  """torch's adaptive_avg_pool2d to size x size: output cell i averages input rows (and columns)
+  floor(i * n / size) to ceil((i + 1) * n / size), overlapping or repeating where size does not
+  divide n. Averaging rows and then columns equals averaging each rectangle."""
+  for axis in (1, 2):
+    n = x.shape[axis]
+    cells = [jax.lax.slice_in_dim(x, i * n // size, -(-(i + 1) * n // size), axis=axis).mean(axis, keepdims=True)
+             for i in range(size)]
+    x = jnp.concatenate(cells, axis)
+  return x
+
+
+def _flatten_channel_major(x):
+  """Flattens NHWC maps in torch's NCHW order, so that torch's Linear weights apply unchanged."""
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def wants_aux(model: nn.Module, train: bool) -> bool:
+  """Auxiliary classifiers run in training, and at init so that their parameters exist even
+  when init runs with train=False; evaluation never pays for them."""
+  return model.aux_heads and (train or model.is_initializing())
+
+
+def sow_aux_logits(head: nn.Module, logits) -> None:
+  """Reports an auxiliary head's logits as ("aux_logits", <head name>, "logits"): Flax refuses a
+  variable named like a submodule in the same scope, so the head sows them in its own scope."""
+  head.sow("aux_logits", "logits", logits)
+
+
+def check_options(*, aux_loss_weight: float = 0.0, **dropout_rates: float) -> None:
+  """The registry turns TypeError into a bad-option message."""
+  for name, rate in dropout_rates.items():
+    if not 0 <= rate < 1:
+      raise TypeError(f"{name} must be in [0, 1), not {rate!r}")
+  if aux_loss_weight < 0:
+    raise TypeError(f"aux_loss_weight must not be negative, not {aux_loss_weight!r}")
+
+
+def _caffe_lrn(x):
+  # bvlc_googlenet's LRN has size 5, alpha 1e-4, beta 0.75 and k 1; Caffe divides alpha by the
+  # size inside the sum, local_response_norm does not, so it gets alpha / 5.
+  return local_response_norm(x, size=5, k=1.0, alpha=1e-4 / 5, beta=0.75)
+
+
+def _paper_aux_pool(x):
+  # The paper's 5x5 stride-3 average pooling turns the 14x14 grid of a 224 input into 4x4. On
+  # other grids it would not, and fc1's input (so the checkpoint) would change with the image
+  # size; those are pooled to 4x4 adaptively instead.
+  if x.shape[1:3] == (14, 14):
+    return nn.avg_pool(x, (5, 5), (3, 3))
+  return adaptive_avg_pool(x, 4)
+
+
+class Inception(nn.Module):
+  widths: Sequence[int]  # a row of _TABLE_1
+  conv_block: Callable[..., nn.Module]
+  large_kernel: int  # the "5x5" branch's kernel: 5 in the paper, 3 in torchvision
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    ones, reduce3, conv3, reduce5, conv5, proj = self.widths
+    conv = self.conv_block
+    k = self.large_kernel
+    branches = [
+        conv(ones, 1, name="branch1")(x, train),
+        conv(conv3, 3, padding=1, name="branch2.1")(conv(reduce3, 1, name="branch2.0")(x, train), train),
+        conv(conv5, k, padding=k // 2, name="branch3.1")(conv(reduce5, 1, name="branch3.0")(x, train), train),
+        # torchvision's branch4 is Sequential(MaxPool2d, conv): the conv is its item 1.
+        conv(proj, 1, name="branch4.1")(nn.max_pool(x, (3, 3), padding=((1, 1), (1, 1))), train),
+    ]
+    return jnp.concatenate(branches, axis=-1)
+
+
+class InceptionAux(nn.Module):
+  num_classes: int
+  conv_block: Callable[..., nn.Module]
+  dense: Callable[..., nn.Module]
+  pool: Callable  # to 4x4: fc1 reads 128 * 4 * 4 features
+  dropout_rate: float
+  hidden_bias_init: Callable
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = _flatten_channel_major(self.conv_block(128, 1, name="conv")(self.pool(x), train))
+    x = nn.relu(self.dense(1024, bias_init=self.hidden_bias_init, name="fc1")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    sow_aux_logits(self, self.dense(self.num_classes, name="fc2")(x))
+
+
+class GoogLeNet(nn.Module):
+  num_classes: int
+  dtype: Any = jnp.float32
+  torchvision: bool = False
+  dropout_rate: float = 0.4
+  aux_dropout_rate: float = 0.7
+  aux_heads: bool = True
+  aux_loss_weight: float = 0.3
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if min(x.shape[1:3]) < 32:  # five stride-2 stages: the last maps are then 1x1
+      raise ValueError(f"GoogLeNet needs inputs of at least 32x32 (224 native), got {x.shape[1]}x{x.shape[2]}")
+    if self.torchvision:
+      init = torch_trunc_normal(0.01)
+      conv = functools.partial(BasicConv, epsilon=1e-3, kernel_init=init, dtype=self.dtype)
+      dense = functools.partial(nn.Dense, kernel_init=init, dtype=self.dtype)
+      hidden_bias_init, aux_pool = nn.initializers.zeros, functools.partial(adaptive_avg_pool, size=4)
+    else:
+      hidden_bias_init = nn.initializers.constant(0.2)
+      conv = functools.partial(BasicConv, epsilon=None, kernel_init=_caffe_xavier, bias_init=hidden_bias_init,
+                               dtype=self.dtype)
+      dense = functools.partial(nn.Dense, kernel_init=_caffe_xavier, dtype=self.dtype)
+      aux_pool = _paper_aux_pool
+    x = max_pool_ceil(conv(64, 7, 2, 3, name="conv1")(x, train), 3, 2)
+    if not self.torchvision:
+      x = _caffe_lrn(x)
+    x = conv(192, 3, padding=1, name="conv3")(conv(64, 1, name="conv2")(x, train), train)
+    if not self.torchvision:
+      x = _caffe_lrn(x)
+    x = max_pool_ceil(x, 3, 2)
+    for module, widths in _TABLE_1.items():
+      x = Inception(widths, conv, large_kernel=3 if self.torchvision else 5, name=f"inception{module}")(x, train)
+      if module in _AUX_AFTER and wants_aux(self, train):
+        InceptionAux(self.num_classes, conv, dense, aux_pool, self.aux_dropout_rate, hidden_bias_init,
+                     name=_AUX_AFTER[module])(x, train)
+      if module in _POOL_AFTER:
+        x = max_pool_ceil(x, 2 if self.torchvision and module == "4e" else 3, 2)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.mean(x, axis=(1, 2)))
+    return dense(self.num_classes, name="fc")(x)
+
+
+@register("googlenet")
+def googlenet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.4, aux_dropout_rate: float = 0.7,
+              aux_heads: bool = True, aux_loss_weight: float = 0.3) -> nn.Module:
+  check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
+  return GoogLeNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate,
+                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight)
+
+
+@register("googlenet_torchvision")
+def googlenet_torchvision(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.2,
+                          aux_dropout_rate: float = 0.7, aux_heads: bool = True,
+                          aux_loss_weight: float = 0.3) -> nn.Module:
+  check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
+  return GoogLeNet(num_classes=num_classes, dtype=dtype, torchvision=True, dropout_rate=dropout_rate,
+                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight)

@@ -1,0 +1,81 @@
+"""OverFeat (Sermanet et al., 2013, "OverFeat: Integrated Recognition, Localization and Detection
+using Convolutional Networks"): the fast and accurate classification models of Tables 1 and 3.
+
+No normalisation layers, ReLU after every layer but the last, non-overlapping max pooling.
+- `overfeat_fast`, 231x231 input: 96 11x11/4 (no padding) and 2x2 pooling, 256 5x5 (no
+  padding) and 2x2 pooling, 512, 1024 and 1024 3x3 (padding 1) and 2x2 pooling to 6x6x1024,
+  then FC-3072, FC-4096 and the classifier.
+- `overfeat_accurate`, 221x221 input: 96 7x7/2 (no padding) and 3x3 pooling, 256 7x7 (no
+  padding) and 2x2 pooling, 512, 512, 1024 and 1024 3x3 (padding 1) and 3x3 pooling to
+  5x5x1024, then FC-4096, FC-4096 and the classifier.
+Dropout 0.5 follows the two hidden FC layers; weights start from N(0, 0.01), biases from 0.
+
+The FC layers are held as convolutions, the first as wide as the last map at the native input
+(6x6 or 5x5), the others 1x1: at the native input this is exactly the FC head, and on a
+larger image it is the paper's dense sliding-window evaluation with the same parameters, a map
+of class scores that is averaged over space. The paper's 3x3 offset pooling for a finer
+stride is an evaluation procedure, not part of the model. The native input is also the
+smallest. `width_multiplier` below 1 narrows every hidden layer, only for quick tests.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from imagenet_train.models import register
+
+# Per convolution: (features, kernel, stride, padding, pooling window and stride or 0 for none).
+_CONFIGS = {
+    "fast": dict(input_size=231, head_kernel=6, hidden=(3072, 4096),
+                 convs=((96, 11, 4, 0, 2), (256, 5, 1, 0, 2), (512, 3, 1, 1, 0), (1024, 3, 1, 1, 0),
+                        (1024, 3, 1, 1, 2))),
+    "accurate": dict(input_size=221, head_kernel=5, hidden=(4096, 4096),
+                     convs=((96, 7, 2, 0, 3), (256, 7, 1, 0, 2), (512, 3, 1, 1, 0), (512, 3, 1, 1, 0),
+                            (1024, 3, 1, 1, 0), (1024, 3, 1, 1, 3))),
+}
+
+
+class OverFeat(nn.Module):
+  num_classes: int
+  input_size: int
+  convs: Sequence[tuple[int, int, int, int, int]]
+  head_kernel: int
+  hidden: Sequence[int]
+  dtype: Any = jnp.float32
+  dropout_rate: float = 0.5
+  width_multiplier: float = 1.0
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if min(x.shape[1:3]) < self.input_size:
+      raise ValueError(f"OverFeat needs inputs of at least {self.input_size}x{self.input_size}, got "
+                       f"{x.shape[1]}x{x.shape[2]}")
+    width = lambda features: max(1, int(features * self.width_multiplier))
+    conv = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID", kernel_init=nn.initializers.normal(0.01))
+    for index, (features, kernel, stride, padding, pool) in enumerate(self.convs, start=1):
+      x = nn.relu(conv(width(features), (kernel, kernel), stride, padding=padding, name=f"conv{index}")(x))
+      if pool:
+        x = nn.max_pool(x, (pool, pool), strides=(pool, pool))
+    for index, features in enumerate(self.hidden, start=len(self.convs) + 1):
+      kernel = self.head_kernel if index == len(self.convs) + 1 else 1
+      x = nn.relu(conv(width(features), (kernel, kernel), name=f"fc{index}")(x))
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    scores = conv(self.num_classes, (1, 1), name=f"fc{len(self.convs) + len(self.hidden) + 1}")(x)
+    return scores.mean(axis=(1, 2))
+
+
+def _constructor(model: str):
+  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5,
+            width_multiplier: float = 1.0) -> nn.Module:
+    if width_multiplier <= 0:
+      raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
+    return OverFeat(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate,
+                    width_multiplier=width_multiplier, **_CONFIGS[model])
+
+  return build
+
+
+for _model, _config in _CONFIGS.items():
+  register(f"overfeat_{_model}", native_input=(_config["input_size"],) * 2 + (3,))(_constructor(_model))
