@@ -8,7 +8,7 @@ CONFIG ?= configs/default.py
 
 TORCH_VENV := .venv-torch
 
-.PHONY: setup train test test-torchvision bench clean
+.PHONY: setup train test test-slow test-torchvision bench clean
 
 # The stamp is rebuilt only when the pins change, so a second `make setup` is instant.
 $(BIN)/.installed: requirements.txt pyproject.toml
@@ -31,8 +31,13 @@ setup: $(BIN)/.installed
 train: setup
 	$(BIN)/python -m imagenet_train train --config=$(CONFIG) --workdir=$(WORKDIR)
 
+# Two pytest workers: most of the suite's time is XLA compiling on one core at a time.
 test: setup
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs -n 2 tests
+
+# Compiles and runs a train step of every model the default suite only traces (about an hour here).
+test-slow: setup
+	$(BIN)/python -m pytest -q -rs -n 2 -m slow tests
 
 # The comparison with torchvision's forward passes needs PyTorch, which the project itself does
 # not: it gets its own virtualenv (several GB; the versions pip finds on this image's disk).
@@ -43,7 +48,7 @@ $(TORCH_VENV)/bin/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test-torchvision: setup $(TORCH_VENV)/bin/.installed
-	$(TORCH_VENV)/bin/python -m pytest -q -rs tests/test_torchvision.py tests/test_weights.py
+	$(TORCH_VENV)/bin/python -m pytest -q -rs -n 2 tests/test_torchvision.py tests/test_weights.py
 
 bench: setup
 	$(BIN)/python benchmarks/step_throughput.py --model=lenet5 --batch=256 --dtype=float32 --image_size=28 \

@@ -2,7 +2,7 @@
 
     python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
-    python -m imagenet_train models
+    python -m imagenet_train models [--model=resnet50,vgg_d]
     python -m imagenet_train import-weights --config=configs/x.py --model=resnet50 \
         --from=resnet50.safetensors --out=workdirs/resnet50_torchvision
 
@@ -26,7 +26,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optional
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, best, or a step number.")
 _FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict, .safetensors or .pth.")
-_MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds.")
+_MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds; "
+                              "models: the comma-separated models to list (default: all).")
 _OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint.")
 _KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
                                  "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
@@ -108,7 +109,7 @@ def _models():
   from imagenet_train import models
 
   print(f"{'model':22s} {'parameters':>14s} {'multiply-adds':>16s}  input")
-  for name, params, macs, shape in models.summaries():
+  for name, params, macs, shape in models.summaries(_MODEL.value.split(",") if _MODEL.value else None):
     print(f"{name:22s} {params:>14,d} {macs / 1e9:>14.3f} G  {'x'.join(map(str, shape))}")
 
 

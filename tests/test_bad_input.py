@@ -49,7 +49,7 @@ def test_missing_config_file(tmp_path):
 
 def test_batch_not_divisible_by_devices(config, tmp_path):
   assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.batch_size=12"), devices=8),
-                    "batch_size=12", "8 devices", "multiple of 8")
+                    "batch_size=12", "8 data-parallel devices", "multiple of 8")
 
 
 def test_missing_dataset_files_say_how_to_install(config, tmp_path):

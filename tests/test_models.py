@@ -1,9 +1,11 @@
 """The model registry: exact parameter counts, and every model trains a step at a small size."""
 
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from imagenet_train import models, sharding, train
@@ -88,11 +90,14 @@ SMALL = {
     "overfeat": ((231, 231, 3), {"width_multiplier": 1 / 32}),
 }
 
-# Compiling these on a 2-core CPU costs minutes; each shares its blocks with a smaller sibling
-# that compiles below (or, for the Inception-v4 family, is of one of the same kinds of blocks),
-# so their step is only traced, which still checks every shape and the loss.
-TRACED_ONLY = ("101", "152", "154", "161", "169", "201", "264", "inception_v3", "inception_v4",
-               "inception_resnet_v2", "googlenet_torchvision")
+# The suite compiles a train step for one model of each kind of layer; compiling all 44 on a
+# 2-core CPU would take most of an hour. The others are traced (every shape, the loss, the
+# update) here, and compiled and run by `make test-slow` (the `slow` marker).
+COMPILED = {"lenet5", "alexnet", "alexnet_torchvision", "zfnet", "sppnet", "vgg_c_bn", "resnet18", "se_resnet50",
+            "densenet121", "googlenet"}
+# Models whose eval-mode forward pass is also compiled and run twice (dropout, BatchNorm, LRN,
+# auxiliary heads, spatial pyramid pooling between them).
+EVAL_CHECKED = {"alexnet", "vgg_c_bn", "resnet18", "googlenet", "sppnet"}
 
 
 def test_every_registered_model_has_its_exact_parameter_count_and_multiply_adds():
@@ -111,9 +116,8 @@ def _small(name):
   return SMALL.get(name) or SMALL.get(name.split("_")[0].rstrip("0123456789")) or SMALL[name.rstrip("0123456789")]
 
 
-@pytest.mark.parametrize("name", sorted(PARAMETERS))
-def test_model_trains_a_step_and_evaluates_deterministically(name):
-  """A jitted train step and two identical eval-mode forward passes (traced only for TRACED_ONLY)."""
+def _train_step(name, compile_and_run):
+  """One train step at a small size, compiled and run, or only traced."""
   shape, options = _small(name)
   config = base_config()
   config.model, config.dtype, config.batch_size, config.num_train_steps = name, "float32", 4, 10
@@ -121,23 +125,70 @@ def test_model_trains_a_step_and_evaluates_deterministically(name):
   mesh = sharding.create_mesh(jax.devices()[:1])
   setup = train.build(config, mesh, DatasetInfo(10, shape, num_train_examples=40, num_eval_examples=4))
   rng = np.random.default_rng(0)
-  batch = {"image": jnp.asarray(rng.standard_normal((4, *shape)), jnp.float32),
-           "label": jnp.asarray(rng.integers(0, 10, 4), jnp.int32)}
+  batch = {"image": rng.standard_normal((4, *shape)).astype(np.float32),
+           "label": rng.integers(0, 10, 4).astype(np.int32)}
   step = train.jit_train_step(setup)
-  if any(part in name for part in TRACED_ONLY):
+  if not compile_and_run:
     new_state, metrics, _ = jax.eval_shape(step, setup.abstract_state, batch)
-    assert new_state.params.keys() == setup.abstract_state.params.keys() and metrics.loss.total.shape == ()
+    assert jax.tree.structure(new_state) == jax.tree.structure(setup.abstract_state)
+    assert metrics.loss.total.shape == ()
     return
-  state = train.init_state(setup.model, setup.tx, shape, seed=0)
-  new_state, metrics, _ = step(jax.device_put(state, setup.state_sharding),
-                               sharding.to_global(jax.device_get(batch), mesh))
+  init = jax.jit(lambda: train.init_state(setup.model, setup.tx, shape, seed=0), out_shardings=setup.state_sharding)
+  new_state, metrics, _ = step(init(), sharding.to_global(batch, mesh))
   assert np.isfinite(float(metrics.compute()["loss"]))
   assert int(new_state.step) == 1
-  variables = {"params": new_state.params, "batch_stats": new_state.batch_stats}  # `state` was donated
-  evaluate = jax.jit(lambda v, x: setup.model.apply(v, x, train=False))
-  first, second = evaluate(variables, batch["image"]), evaluate(variables, batch["image"])
-  assert first.shape == (4, 10)
-  np.testing.assert_array_equal(first, second)
+  if name in EVAL_CHECKED:
+    variables = {"params": new_state.params, "batch_stats": new_state.batch_stats}
+    evaluate = jax.jit(lambda v, x: setup.model.apply(v, x, train=False))
+    first, second = evaluate(variables, batch["image"]), evaluate(variables, batch["image"])
+    assert first.shape == (4, 10)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("name", sorted(COMPILED))
+def test_model_trains_a_step(name):
+  _train_step(name, compile_and_run=True)
+
+
+@pytest.mark.parametrize("name", sorted(set(PARAMETERS) - COMPILED))
+def test_model_train_step_traces(name):
+  _train_step(name, compile_and_run=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(PARAMETERS) - COMPILED))
+def test_model_trains_a_step_compiled(name):
+  _train_step(name, compile_and_run=True)
+
+
+def test_auxiliary_heads_add_their_weighted_loss():
+  """GoogLeNet-style heads sow logits; the step adds weight x their loss, metrics stay the main head's."""
+
+  class WithAuxiliaryHead(nn.Module):
+    num_classes: int = 3
+    aux_loss_weight: float = 0.3
+
+    @nn.compact
+    def __call__(self, x, *, train):
+      x = x.reshape(x.shape[0], -1)
+      if train or self.is_initializing():
+        self.sow("aux_logits", "logits", nn.Dense(self.num_classes, name="aux")(x))
+      return nn.Dense(self.num_classes, name="main")(x)
+
+  batch = {"image": np.random.default_rng(0).standard_normal((4, 2, 2, 1)).astype(np.float32),
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  changed = {}
+  for weight in (0.0, 0.3):
+    model = WithAuxiliaryHead(aux_loss_weight=weight)
+    tx = optax.sgd(0.1)
+    state = train.init_state(model, tx, (2, 2, 1), seed=0)
+    new_state, metrics, _ = train.train_step(state, batch, model=model, tx=tx, schedule=lambda _: 0.1,
+                                             num_classes=3, label_smoothing=0.0, dtype=jnp.float32, seed=0)
+    changed[weight] = not np.allclose(new_state.params["aux"]["kernel"], state.params["aux"]["kernel"])
+    main_loss = optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": state.params}, batch["image"], train=False), batch["label"]).mean()
+    np.testing.assert_allclose(metrics.compute()["loss"], main_loss, rtol=1e-6)
+  assert changed == {0.0: False, 0.3: True}
 
 
 def test_dropout_is_active_only_in_training():

@@ -84,10 +84,11 @@ def multiply_adds(name: str, **options) -> int:
   return counting.multiply_adds(model, variables, native_input(name)[0])
 
 
-def summaries() -> list[tuple[str, int, int, tuple[int, int, int]]]:
-  """(name, parameters, multiply-adds, native input shape) of every model, from abstract shapes."""
+def summaries(selected: list[str] | None = None) -> list[tuple[str, int, int, tuple[int, int, int]]]:
+  """(name, parameters, multiply-adds, native input shape) of the `selected` models (default:
+  all), from abstract shapes."""
   rows = []
-  for name in names():
+  for name in selected or names():
     model, variables = abstract_variables(name)
     shape = native_input(name)[0]
     rows.append((name, parameter_count(variables), counting.multiply_adds(model, variables, shape), shape))
