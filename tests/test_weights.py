@@ -1,5 +1,6 @@
 """Importing PyTorch state_dicts: layouts, by-name matching, mismatches, and the CLI round trip."""
 
+import argparse
 import json
 
 import jax
@@ -118,3 +119,19 @@ def test_cli_imports_a_state_dict_that_evaluates_like_its_source(config, tmp_pat
                                             .replace(f"--out={imported}", f"--out={other}") for arg in args])
   assert_user_error(returncode, last_line, stderr, "c1.weight is (6, 1, 3, 3)", "needs (6, 1, 5, 5)")
   assert not (other / "checkpoints").exists() or not any((other / "checkpoints").iterdir())
+
+
+def test_pth_files_are_read_without_unpickling_objects(tmp_path):
+  torch = pytest.importorskip("torch", reason="PyTorch is not installed: run `make test-torchvision`")
+  _, variables = _variables("lenet5", (28, 28, 1))
+  state_dict = weights.to_state_dict(variables)
+  torch.save({"model": {key: torch.from_numpy(value) for key, value in state_dict.items()}, "epoch": 3},
+             tmp_path / "checkpoint.pth")
+  read = weights.read_state_dict(str(tmp_path / "checkpoint.pth"))  # the reference scripts' wrapper
+  assert read.keys() == state_dict.keys()
+  np.testing.assert_array_equal(read["c3.weight"], state_dict["c3.weight"])
+
+  # torchvision's reference scripts also pickle their argparse.Namespace: weights_only refuses it.
+  torch.save({"model": {}, "args": argparse.Namespace(lr=0.1)}, tmp_path / "pickled.pth")
+  with pytest.raises(UserError, match="cannot read .*pickled.pth as a PyTorch state_dict"):
+    weights.read_state_dict(str(tmp_path / "pickled.pth"))
