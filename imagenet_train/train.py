@@ -58,7 +58,10 @@ def init_variables(model, image_shape, seed: int):
 
 def init_state(model, tx, image_shape, seed: int) -> TrainState:
   """Initial state; runs under jit so that XLA places it straight into its sharding."""
-  variables = nn.meta.unbox(init_variables(model, image_shape, seed))
+  return state_from_variables(nn.meta.unbox(init_variables(model, image_shape, seed)), tx)
+
+
+def state_from_variables(variables, tx) -> TrainState:
   params = variables["params"]
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
                     opt_state=tx.init(params), nonfinite_step=jnp.full([], -1, jnp.int32))
@@ -164,7 +167,7 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
     boxed = jax.eval_shape(functools.partial(init_variables, model, info.image_shape, config.seed))
   except ValueError as error:  # models reject inputs they cannot read, naming the minimum
     raise UserError(f"model {config.model!r} cannot take {info.image_shape} images: {error}") from None
-  abstract = jax.eval_shape(functools.partial(init_state, model, tx, info.image_shape, config.seed))
+  abstract = jax.eval_shape(lambda v: state_from_variables(v, tx), nn.meta.unbox(boxed))  # one trace of the model
   state_sharding = sharding.state_sharding(mesh, tx, abstract, nn.get_partition_spec(boxed["params"]))
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract, state_sharding)

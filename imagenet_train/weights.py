@@ -77,11 +77,14 @@ def _entries(variables) -> list[tuple[str, tuple, object]]:
     flat = jax.tree_util.tree_flatten_with_path(variables.get(collection, {}))[0]
     for path, leaf in flat:
       names = tuple(entry.key for entry in path)
-      if names[-1] not in _TORCH_LEAF:
-        raise ValueError(f"no PyTorch name for the variable {'/'.join(names)}")
-      key = ".".join(names[:-1] + (_TORCH_LEAF[names[-1]],))
-      entries.append((key, (collection, *names), leaf))
+      entries.append((_torch_key(names), (collection, *names), leaf))
   return entries
+
+
+def _torch_key(names: tuple[str, ...]) -> str:
+  if names[-1] not in _TORCH_LEAF:
+    raise ValueError(f"no PyTorch name for the variable {'/'.join(names)}")
+  return ".".join(names[:-1] + (_TORCH_LEAF[names[-1]],))
 
 
 def _to_torch_layout(leaf_name: str, array: np.ndarray) -> np.ndarray:
@@ -137,7 +140,7 @@ def to_variables(tensors: dict[str, np.ndarray], variables, *, model: str, sourc
 
   def replace(path, leaf):
     names = tuple(entry.key for entry in path)
-    key = ".".join(names[:-1] + (_TORCH_LEAF[names[-1]],))
+    key = _torch_key(names)
     if kept(key):
       return leaf
     return _from_torch_layout(names[-1], tensors[key], leaf.shape).astype(leaf.dtype)
