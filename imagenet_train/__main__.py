@@ -1,5 +1,6 @@
-"""The command line: train, evaluate, models, import-weights.
+"""The command line: prepare, train, evaluate, models, import-weights.
 
+    python -m imagenet_train prepare --dataset=imagenet2012 --manual_dir=DIR [--data_dir=DIR]
     python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train models [--model=resnet50,vgg_d]
@@ -19,7 +20,7 @@ from ml_collections import config_flags
 
 from imagenet_train.errors import UserError
 
-COMMANDS = ("train", "evaluate", "models", "import-weights")
+COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.",
                                           lock_config=True)
@@ -29,6 +30,14 @@ _FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict,
 _MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds; "
                               "models: the comma-separated models to list (default: all).")
 _OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint.")
+_DATASET = flags.DEFINE_string("dataset", None, "prepare: a tfds name (imagenet2012, imagenet_v2, "
+                               "imagenet_resized/64x64, cifar10, ...) or fashion_mnist_local.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "prepare: the tfds data_dir, local or gs:// "
+                                "(default: tfds's, ~/tensorflow_datasets).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "prepare: the folder holding files you downloaded "
+                                  "yourself (ImageNet's ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "prepare: leave out images that do not decode, "
+                                  "and count them, instead of stopping at the first.")
 _KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
                                  "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
 
@@ -72,6 +81,21 @@ def _print_results(title: str, results: dict):
   print(title)
   for key, value in results.items():
     print(f"  {key:28s} {value:.4f}" if isinstance(value, float) else f"  {key:28s} {value}")
+
+
+def _prepare():
+  from imagenet_train.data import prepare
+
+  if not _DATASET.value:
+    _fail("prepare needs --dataset=NAME, e.g. --dataset=imagenet2012 --manual_dir=DIR")
+  report = prepare.prepare(_DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
+                           skip_corrupt=_SKIP_CORRUPT.value)
+  state = "was already prepared" if report.already_prepared else "is prepared"
+  print(f"{_DATASET.value} {state} in {report.data_dir}:")
+  for split, count in report.examples.items():
+    print(f"  {split:12s} {count:>10,d} examples")
+  if report.skipped:
+    print(f"  skipped {len(report.skipped)} corrupt image(s): {', '.join(report.skipped)}")
 
 
 def _train():
@@ -128,7 +152,7 @@ def _import_weights():
 def main(argv):
   command = argv[1]
   try:
-    {"train": _train, "evaluate": _evaluate, "models": _models, "import-weights": _import_weights}[command]()
+    {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "models": _models, "import-weights": _import_weights}[command]()
   except UserError as error:
     logging.flush()
     _fail(str(error), error.exit_code)

@@ -23,7 +23,10 @@ class ClassificationMetrics(metrics.Collection):
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-  """1.0 where the label is among the k highest logits (ties broken toward the label's favour)."""
+  """1.0 where the label is among the k highest logits (ties broken toward the label's favour).
+  A target distribution counts its most probable class as the label."""
+  if labels.ndim == logits.ndim:
+    labels = jnp.argmax(labels, axis=-1)
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   rank = jnp.sum(logits > label_logit, axis=-1)
   return (rank < k).astype(jnp.float32)

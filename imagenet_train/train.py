@@ -68,18 +68,32 @@ def state_from_variables(variables, tx) -> TrainState:
 
 
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  """Labels are class indices, smoothed here, or target distributions (the `onehot` op's,
+  already smoothed by the pipeline), used as they are."""
+  if labels.ndim == logits.ndim:
+    targets = labels.astype(jnp.float32)
+  else:
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+def model_input(images: jax.Array, dtype, device_normalize: tuple | None) -> jax.Array:
+  """The batch's images in the compute dtype, normalised here when the pipeline left that to the device."""
+  if device_normalize is not None:
+    mean, std = (jnp.asarray(stat, jnp.float32) for stat in device_normalize)
+    images = (images.astype(jnp.float32) / 255.0 - mean) / std
+  return images.astype(dtype)
+
+
 def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable, num_classes: int,
-               label_smoothing: float, dtype, seed: int):
+               label_smoothing: float, dtype, seed: int, device_normalize: tuple | None = None):
   """One SGD step on a global batch; BatchNorm statistics span the whole global batch."""
   dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
 
   def loss_fn(params):
     logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                  batch["image"].astype(dtype), train=True, mutable=["batch_stats", "aux_logits"],
+                                  model_input(batch["image"], dtype, device_normalize), train=True,
+                                  mutable=["batch_stats", "aux_logits"],
                                   rngs={"dropout": dropout_key})
     losses = cross_entropy(logits, batch["label"], num_classes, label_smoothing)
     # Auxiliary classifiers (GoogLeNet, Inception-v3) sow their logits; each adds its weighted
@@ -102,9 +116,9 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable,
   return new_state, step_metrics, learning_rate
 
 
-def eval_step(state: TrainState, batch: dict, *, model, num_classes: int, dtype):
+def eval_step(state: TrainState, batch: dict, *, model, num_classes: int, dtype, device_normalize: tuple | None = None):
   logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                       batch["image"].astype(dtype), train=False)
+                       model_input(batch["image"], dtype, device_normalize), train=False)
   losses = cross_entropy(logits, batch["label"], num_classes, 0.0)
   return metrics_lib.classification_metrics(logits, batch["label"], losses, mask=batch["mask"])
 
@@ -179,7 +193,7 @@ def jit_train_step(setup: Setup):
   c = setup.config
   step = functools.partial(train_step, model=setup.model, tx=setup.tx, schedule=setup.schedule,
                            num_classes=setup.info.num_classes, label_smoothing=c.label_smoothing,
-                           dtype=compute_dtype(c), seed=c.seed)
+                           dtype=compute_dtype(c), seed=c.seed, device_normalize=setup.info.device_normalize)
   replicated = sharding.replicated(setup.mesh)
   return jax.jit(step, in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
                  out_shardings=(setup.state_sharding, replicated, replicated), donate_argnums=0)
@@ -187,7 +201,7 @@ def jit_train_step(setup: Setup):
 
 def jit_eval_step(setup: Setup):
   return jax.jit(functools.partial(eval_step, model=setup.model, num_classes=setup.info.num_classes,
-                                   dtype=compute_dtype(setup.config)),
+                                   dtype=compute_dtype(setup.config), device_normalize=setup.info.device_normalize),
                  in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
                  out_shardings=sharding.replicated(setup.mesh))
 

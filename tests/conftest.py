@@ -81,3 +81,30 @@ def tiny_config(manual_dir: str, data_dir: str, steps: int = 3):
 @pytest.fixture
 def config(fashion_mnist_dir, data_dir):
   return tiny_config(fashion_mnist_dir, data_dir)
+
+
+NUM_FAKE_TRAIN_PER_CLASS, NUM_FAKE_VAL = 8, 30  # 4 classes: 32 training images; 30 divides no eval batch used
+
+
+@pytest.fixture(scope="session")
+def fake_imagenet(tmp_path_factory):
+  """Fake ILSVRC2012 tarballs (with a CMYK JPEG and a PNG named .JPEG), prepared once by tfds's
+  own imagenet2012 builder; returns (manual_dir, data_dir, what was written)."""
+  from imagenet_train.data import fake_imagenet as fake
+  from imagenet_train.data import prepare
+
+  root = tmp_path_factory.mktemp("fake_imagenet")
+  manual_dir, data_dir = str(root / "manual"), str(root / "tfds")
+  written = fake.write_tarballs(manual_dir, train_per_class=NUM_FAKE_TRAIN_PER_CLASS, num_val=NUM_FAKE_VAL,
+                                size=((40, 56), (40, 64)))
+  prepare.prepare("imagenet2012", data_dir=data_dir, manual_dir=manual_dir)
+  return manual_dir, data_dir, written
+
+
+def imagenet_config(data_dir: str, pp_train: str, pp_eval: str = "decode|resize(8)"):
+  from imagenet_train import defaults
+
+  data = defaults.imagenet_data(pp_train, pp_eval)
+  data.data_dir = data_dir
+  data.shuffle_buffer = 64
+  return data

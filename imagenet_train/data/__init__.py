@@ -5,6 +5,7 @@ shape (the step benchmark, say) runs on machines without it.
 """
 
 import dataclasses
+import re
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,3 +14,10 @@ class DatasetInfo:
   image_shape: tuple[int, ...]
   num_train_examples: int
   num_eval_examples: int
+  # (mean, std) of a final `normalize` op left for the accelerator to apply, or None.
+  device_normalize: tuple | None = None
+
+
+def op_error_reason(message: str) -> str:
+  """The first line of a TensorFlow op error without the op and device decorations around it."""
+  return re.sub(r"\{\{.*?\}\}|\[Op:\w+\]|\[\[.*?\]\]", "", message.splitlines()[0]).strip()

@@ -19,50 +19,81 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from imagenet_train.data import DatasetInfo, fashion_mnist_local, ops
+from imagenet_train.data import DatasetInfo, op_error_reason, ops, prepare
 from imagenet_train.errors import UserError
 
 # Input pipelines run on the host; TensorFlow must never take accelerator memory.
 tf.config.set_visible_devices([], "GPU")
 
-LOCAL_BUILDERS = {"fashion_mnist_local": fashion_mnist_local.FashionMnistLocal}
-
 
 def open_builder(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The prepared tfds builder for `data.name`, preparing the project's local builders."""
-  data_dir = os.path.expanduser(data.data_dir) if data.data_dir else None
-  if data.name in LOCAL_BUILDERS:
-    builder = LOCAL_BUILDERS[data.name](data_dir=data_dir)
-    if not builder.is_prepared():
-      missing = fashion_mnist_local.missing_files(data.manual_dir)
-      if missing:
-        raise UserError(
-            f"Fashion-MNIST files {', '.join(missing)} are missing from {data.manual_dir}: "
-            "run `sudo apt-get install dataset-fashion-mnist` (or `make setup`), or point "
-            "--config.data.manual_dir at a folder holding the four IDX files")
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir))
-    return builder
-  try:
-    builder = tfds.builder(data.name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise UserError(f"unknown tfds dataset {data.name!r}: check --config.data.name") from None
+  """The prepared tfds builder for `data.name`; the project's local builders prepare themselves."""
+  if data.name in prepare.LOCAL_BUILDERS:
+    prepare.prepare(data.name, data_dir=data.data_dir, manual_dir=data.manual_dir)
+  builder = prepare.builder_for(data.name, os.path.expanduser(data.data_dir) if data.data_dir else None)
   if not builder.is_prepared():
     raise UserError(
-        f"dataset {data.name!r} is not prepared in {builder.data_dir}: build it with "
-        f"`tfds build {data.name} --data_dir={data_dir or '~/tensorflow_datasets'}"
-        f"{' --manual_dir=DIR' if data.manual_dir else ''}` or fix --config.data.data_dir")
+        f"dataset {data.name!r} is not prepared in {builder.data_dir}: run `python -m imagenet_train prepare "
+        f"--dataset={data.name} --data_dir={data.data_dir or '~/tensorflow_datasets'}"
+        f"{f' --manual_dir={data.manual_dir}' if data.manual_dir else ''}`, or point --config.data.data_dir "
+        "at the folder you prepared it in")
+  for role, split in (("eval_split", data.eval_split), ("train_split", data.train_split)):
+    if split and split.split("[")[0] not in builder.info.splits:
+      raise UserError(f"dataset {data.name!r} has no split {split!r} (--config.data.{role}); it has "
+                      f"{', '.join(builder.info.splits)}")
   return builder
 
 
+def host_specs(data: ml_collections.ConfigDict) -> tuple[str, str, tuple | None]:
+  """The training and evaluation specs the host runs, and the (mean, std) left to the device.
+
+  A final `normalize` moves to the device only when both specs end with the same one, as the
+  train and eval steps apply one normalisation.
+  """
+  train_head, train_stats = ops.split_final_normalize(data.pp_train) if data.train_split else ("", None)
+  eval_head, eval_stats = ops.split_final_normalize(data.pp_eval)
+  if data.normalize_on_device and eval_stats is not None and (not data.train_split or train_stats == eval_stats):
+    return train_head, eval_head, eval_stats
+  return data.pp_train, data.pp_eval, None
+
+
 def dataset_info(builder: tfds.core.DatasetBuilder, data: ml_collections.ConfigDict) -> DatasetInfo:
+  """Class count, split sizes, and the shape of the images the training pipeline emits."""
   info = builder.info
+  pp_train, pp_eval, device_normalize = host_specs(data)
+  spec = pp_train if data.train_split else pp_eval  # evaluation-only datasets have no train split
+  preprocess = ops.parse(spec)
+  first = _read(builder, data.train_split or data.eval_split, data).take(1).map(
+      lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  shape = first.element_spec.shape
+  if not shape.is_fully_defined() and tf.TensorShape(info.features[data.image_key].shape).is_fully_defined():
+    # Decoding forgets the size, but images of a fixed-size dataset keep theirs through
+    # size-preserving ops: one example tells.
+    shape = next(iter(first)).shape
+  if not shape.is_fully_defined():
+    raise UserError(f"the preprocessing spec {spec!r} leaves images of varying size ({shape}): end it with a "
+                    "crop or resize to a fixed size")
   return DatasetInfo(
       num_classes=info.features[data.label_key].num_classes,
-      image_shape=tuple(info.features[data.image_key].shape),
-      num_train_examples=info.splits[data.train_split].num_examples,
+      image_shape=tuple(shape.as_list()[-3:]),  # a multi-view evaluation spec stacks its views in front
+      num_train_examples=info.splits[data.train_split].num_examples if data.train_split else 0,
       num_eval_examples=info.splits[data.eval_split].num_examples,
+      device_normalize=device_normalize,
   )
+
+
+def _numpy(ds: tf.data.Dataset, data: ml_collections.ConfigDict) -> Iterator[dict]:
+  """Iterates `ds` as numpy; a preprocessing failure (a crop larger than the image) is one line."""
+  iterator = ds.with_options(_options(data)).as_numpy_iterator()
+  while True:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.InvalidArgumentError as error:
+      raise UserError(f"preprocessing failed: {op_error_reason(error.message)}; check the preprocessing spec "
+                      "(--config.data.pp_train / pp_eval)") from None
+    yield batch
 
 
 def _read(builder, split: str, data: ml_collections.ConfigDict) -> tf.data.Dataset:
@@ -78,6 +109,8 @@ def _options(data) -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True
   options.threading.private_threadpool_size = data.threads
+  # One thread per element: elements run in parallel, so splitting each op across cores only adds contention.
+  options.threading.max_intra_op_parallelism = 1
   return options
 
 
@@ -96,22 +129,33 @@ def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size:
                     f"training examples each process reads: lower --config.batch_size")
   start_epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
   records = _read(builder, split, data)
-  preprocess = ops.parse(data.pp_train)
+  preprocess = ops.parse(host_specs(data)[0])
   buffer = min(data.shuffle_buffer, examples_per_epoch)
 
+  host_seed = tf.constant([seed, process_index], tf.int64)
+  examples_drawn = steps_per_epoch * local_batch_size
+
   def epoch_examples(epoch):
-    epoch_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, process_index], tf.int64), epoch)
+    # A stateless draw, as a fold_in's first word does not depend on the epoch.
+    shuffle_seed = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(host_seed, epoch),
+                                               minval=None, maxval=None, dtype=tf.int64)
+    shuffled = records.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     # Draw the whole epoch's worth of batches and drop the remainder here, so that every epoch
     # starts a fresh batch and the step fixes the epoch and the position in it.
-    shuffled = records.shuffle(buffer, seed=epoch_seed[0], reshuffle_each_iteration=False)
-    shuffled = shuffled.take(steps_per_epoch * local_batch_size).enumerate()
-    return shuffled.map(lambda position, ex: (tf.random.experimental.stateless_fold_in(epoch_seed, position), ex))
+    positions = tf.data.Dataset.range(examples_drawn)
+    return tf.data.Dataset.zip(tf.data.Dataset.from_tensors(epoch).repeat(), positions, shuffled)
+
+  def augment(epoch, position, example):
+    example_seed = tf.random.experimental.stateless_fold_in(
+        tf.random.experimental.stateless_fold_in(host_seed, epoch), position)
+    return preprocess(example, example_seed)
 
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch_examples)
-  ds = ds.skip(step_in_epoch * local_batch_size)
-  ds = ds.map(lambda example_seed, ex: preprocess(ex, example_seed), num_parallel_calls=tf.data.AUTOTUNE)
+  # Records read ahead, so that decoding carries on while the next epoch's shuffle buffer fills.
+  ds = ds.skip(step_in_epoch * local_batch_size).prefetch(2 * local_batch_size)
+  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(data.host_prefetch)
-  return ds.with_options(_options(data)).as_numpy_iterator()
+  return _numpy(ds, data)
 
 
 def eval_batch_count(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_count: int) -> int:
@@ -124,14 +168,32 @@ def eval_batch_count(builder, data: ml_collections.ConfigDict, *, local_batch_si
 def eval_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_index: int,
                  process_count: int) -> Iterator[dict]:
   """Local eval batches {'image', 'label', 'mask'}; padding examples have mask 0."""
+  key = (str(builder.data_dir), data.eval_split, host_specs(data)[1], data.cache_raw, data.cache_eval,
+         local_batch_size, process_index, process_count)
+  if key not in _EVAL_DATASETS:
+    _EVAL_DATASETS[key] = _eval_dataset(builder, data, local_batch_size, process_index, process_count)
+  return _numpy(_EVAL_DATASETS[key], data)
+
+
+# Built once per process: each evaluation only starts a new iterator, and with data.cache_eval
+# the preprocessed eval split stays in memory from one evaluation to the next.
+_EVAL_DATASETS: dict[tuple, tf.data.Dataset] = {}
+
+
+def _eval_dataset(builder, data, local_batch_size, process_index, process_count) -> tf.data.Dataset:
   split = _host_split(data.eval_split, process_index, process_count, drop_remainder=False)
   num_batches = eval_batch_count(builder, data, local_batch_size=local_batch_size, process_count=process_count)
-  preprocess = ops.parse(data.pp_eval)
+  preprocess = ops.parse(host_specs(data)[1])
   zero_seed = tf.zeros([2], tf.int64)
   ds = _read(builder, split, data).map(lambda ex: {**preprocess(ex, zero_seed), "mask": tf.constant(True)},
                                        num_parallel_calls=tf.data.AUTOTUNE)
-  # Padding copies the first example's shapes (decoded shapes are not static) with mask 0.
-  padding = ds.take(1).map(lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).repeat()
+  if data.cache_eval:
+    ds = ds.cache()
+  # Padding examples have mask 0, so that every process runs as many batches.
+  if all(spec.shape.is_fully_defined() for spec in tf.nest.flatten(ds.element_spec)):
+    padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
+                                                                 ds.element_spec)).repeat()
+  else:  # shapes known only at run time: copy the first example's, preprocessing it once
+    padding = ds.take(1).map(lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).cache().repeat()
   ds = ds.concatenate(padding).take(num_batches * local_batch_size)
-  ds = ds.batch(local_batch_size).prefetch(data.host_prefetch)
-  return ds.with_options(_options(data)).as_numpy_iterator()
+  return ds.batch(local_batch_size).prefetch(data.host_prefetch)
