@@ -8,7 +8,7 @@ CONFIG ?= configs/default.py
 
 TORCH_VENV := .venv-torch
 
-.PHONY: setup train test test-slow test-torchvision bench clean
+.PHONY: setup train test test-slow test-torchvision bench bench-input clean
 
 # The stamp is rebuilt only when the pins change, so a second `make setup` is instant.
 $(BIN)/.installed: requirements.txt pyproject.toml
@@ -55,6 +55,11 @@ bench: setup
 	  --model_option=activation=relu --model_option=pooling=max
 	$(BIN)/python benchmarks/step_throughput.py --model=resnet18 --batch=128 --dtype=float32 --image_size=28 \
 	  --channels=1 --model_option=stem=small --steps=5
+
+# Generates fake ILSVRC2012 tarballs of photo-sized JPEGs on first use (in /tmp), then times the
+# input pipelines beside a minimal tf.data baseline.
+bench-input: setup
+	$(BIN)/python benchmarks/input_pipeline.py
 
 clean:
 	rm -rf $(VENV) $(TORCH_VENV) workdirs

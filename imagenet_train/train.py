@@ -170,7 +170,8 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh) -> None:
 
 def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=None) -> Setup:
   """Model, optimizer and state layout for a dataset of this shape; imports no TensorFlow."""
-  steps_per_epoch = info.num_train_examples // config.batch_size
+  # An evaluation-only dataset (imagenet_v2) has no training examples: one nominal step per epoch.
+  steps_per_epoch = info.num_train_examples // config.batch_size if info.num_train_examples else 1
   if steps_per_epoch == 0:
     raise UserError(f"--config.batch_size={config.batch_size} exceeds the {info.num_train_examples} "
                     "training examples: lower it")
@@ -279,6 +280,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
   check_workdir(workdir)
   setup = prepare(config, devices)
+  if not setup.info.num_train_examples:
+    raise UserError(f"dataset {config.data.name!r} has no training split (--config.data.train_split is empty): "
+                    "use it with `evaluate`, or train on a dataset that has one")
   c = config
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=c.keep_checkpoints, enable_async=c.async_checkpoints)
   writer = None

@@ -76,3 +76,17 @@ def test_bf16_compute_keeps_fp32_parameters_and_optimizer_state(config):
   for leaf in jax.tree.leaves((state.params, state.opt_state)):
     if jnp.issubdtype(leaf.dtype, jnp.floating):
       assert leaf.dtype == jnp.float32
+
+
+def test_target_distributions_train_like_smoothed_class_indices():
+  """The `onehot` op's smoothed targets give the loss and accuracy of indices smoothed in the step."""
+  from imagenet_train import metrics as metrics_lib
+
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.standard_normal((6, 10)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 10, 6))
+  smoothing = 0.1
+  targets = jax.nn.one_hot(labels, 10) * (1 - smoothing) + smoothing / 10
+  np.testing.assert_allclose(train.cross_entropy(logits, targets, 10, 0.0),
+                             train.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
+  np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1), metrics_lib.topk_correct(logits, labels, 1))
