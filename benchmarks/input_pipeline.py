@@ -154,7 +154,8 @@ def main(argv):
     for name, (_, make) in pipelines.items():
       results[name].append(images_per_second(make, _SECONDS.value))
   print(f"{builder.info.splits['train'].num_examples} training and {builder.info.splits['validation'].num_examples} "
-        f"validation JPEGs, batch {batch}, {os.cpu_count()} CPU cores, median of {_TRIALS.value} x {_SECONDS.value:g} s")
+        f"validation JPEGs, batch {batch}, {os.cpu_count()} CPU cores, "
+        f"median of {_TRIALS.value} x {_SECONDS.value:g} s")
   print(f"{'pipeline':32s} {'images/s':>10s} {'vs baseline':>12s}")
   medians = {name: statistics.median(values) for name, values in results.items()}
   for name, (kind, _) in pipelines.items():

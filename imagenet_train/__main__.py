@@ -152,7 +152,9 @@ def _import_weights():
 def main(argv):
   command = argv[1]
   try:
-    {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "models": _models, "import-weights": _import_weights}[command]()
+    commands = {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "models": _models,
+                "import-weights": _import_weights}
+    commands[command]()
   except UserError as error:
     logging.flush()
     _fail(str(error), error.exit_code)

@@ -147,7 +147,8 @@ def check_workdir(workdir: str) -> None:
       f.write("ok")
     os.remove(probe)
   except OSError as error:
-    raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write to") from None
+    raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write "
+                    "to") from None
 
 
 def prepare(config: ml_collections.ConfigDict, devices=None) -> Setup:

@@ -34,8 +34,9 @@ def whole_split(data_dir, split):
   builder = tfds.builder("imagenet2012", data_dir=data_dir)
   parse = pipeline.ops.parse(FINGERPRINT)
   records = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  zero_seed = tf.zeros([2], tf.int64)
   return collections.Counter(
-      fp for ex in records for fp in fingerprints({k: v[None].numpy() for k, v in parse(ex, tf.zeros([2], tf.int64)).items()}))
+      fp for ex in records for fp in fingerprints({k: v[None].numpy() for k, v in parse(ex, zero_seed).items()}))
 
 
 def train_stream(data, *, batch=4, start_step=0, process_index=0, process_count=1, seed=0):

@@ -89,4 +89,5 @@ def test_target_distributions_train_like_smoothed_class_indices():
   targets = jax.nn.one_hot(labels, 10) * (1 - smoothing) + smoothing / 10
   np.testing.assert_allclose(train.cross_entropy(logits, targets, 10, 0.0),
                              train.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
-  np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1), metrics_lib.topk_correct(logits, labels, 1))
+  np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1),
+                                metrics_lib.topk_correct(logits, labels, 1))

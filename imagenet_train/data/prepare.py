@@ -127,7 +127,8 @@ def prepare(name: str, *, data_dir: str | None, manual_dir: str | None, skip_cor
     missing = fashion_mnist_local.missing_files(manual_dir)
     if missing:
       raise UserError(f"Fashion-MNIST files {', '.join(missing)} are missing from {manual_dir}: run "
-                      "`sudo apt-get install dataset-fashion-mnist`, or pass --manual_dir=DIR holding the four IDX files")
+                      "`sudo apt-get install dataset-fashion-mnist`, or pass --manual_dir=DIR holding the four "
+                      "IDX files")
   check_manual_dir(name, manual_dir)
   skipped: list[str] = []
   builder._generate_examples = _guarded(builder._generate_examples, _image_keys(builder), skip_corrupt, skipped)
