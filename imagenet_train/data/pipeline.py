@@ -1,8 +1,8 @@
 """Per-host tf.data pipelines over tfds datasets, reproducible and resumable to the batch.
 
-Training: each process reads its own even part of the train split. Epoch `e` is a shuffle of
-that part seeded by (seed, e); each example's augmentation is seeded by (seed, e, position in
-the epoch). The stream is therefore a pure function of the seed and the step, and a run resumed
+Training: each process reads its own even part of the train split. Epoch `e` on process `h` is
+a shuffle of that part seeded by (seed, h, e); each example's augmentation is seeded by
+(seed, h, e, position in the epoch). The stream is therefore a pure function of the seed and the step, and a run resumed
 at step k skips exactly the k * batch examples an uninterrupted run consumed before decoding
 any of them.
 

@@ -10,6 +10,7 @@ folder and renames it when complete, so a stopped build leaves no partial datase
 
 import concurrent.futures
 import dataclasses
+import itertools
 import os
 from typing import Iterator
 
@@ -95,7 +96,7 @@ def _guarded(generate, image_keys: list[str], skip_corrupt: bool, skipped: list[
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
     source = iter(generate(*args, **kwargs))
     try:
-      while chunk := [(key, read(example)) for key, example in _take(source, _CHUNK)]:
+      while chunk := [(key, read(example)) for key, example in itertools.islice(source, _CHUNK)]:
         problems = pool.map(lambda item: _first_problem(item[1], image_keys), chunk)
         for (key, example), problem in zip(chunk, problems):
           if problem is None:
@@ -109,11 +110,6 @@ def _guarded(generate, image_keys: list[str], skip_corrupt: bool, skipped: list[
       pool.shutdown(cancel_futures=True)
 
   return examples
-
-
-def _take(iterator, count):
-  for _, item in zip(range(count), iterator):
-    yield item
 
 
 def prepare(name: str, *, data_dir: str | None, manual_dir: str | None, skip_corrupt: bool = False) -> Report:
