@@ -1,6 +1,8 @@
-"""The command line: prepare, train, evaluate, models, import-weights.
+"""The command line: prepare, train, evaluate, models, import-weights, sweep, report.
 
     python -m imagenet_train prepare --dataset=imagenet2012 --manual_dir=DIR [--data_dir=DIR]
+    python -m imagenet_train sweep --config=configs/default.py --sweep=sweeps/lr_batch.py --workdir=workdirs/sweeps
+    python -m imagenet_train report --runs=workdirs/sweeps/lr_batch
     python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train models [--model=resnet50,vgg_d]
@@ -20,7 +22,7 @@ from ml_collections import config_flags
 
 from imagenet_train.errors import UserError
 
-COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights")
+COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights", "sweep", "report")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.",
                                           lock_config=True)
@@ -38,6 +40,21 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "prepare: the folder holdi
                                   "yourself (ImageNet's ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "prepare: leave out images that do not decode, "
                                   "and count them, instead of stopping at the first.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0's coordinator "
+                                   "(not needed under SLURM or on Cloud TPU VMs, where JAX finds it).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: how many processes take part.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, from 0.")
+_COORDINATOR_TIMEOUT = flags.DEFINE_integer("coordinator_timeout", 300, "Multi-host: seconds to wait for every "
+                                            "process to reach the coordinator before giving up.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer("heartbeat_timeout", 30, "Multi-host: seconds without a process's "
+                                          "heartbeat after which the others stop instead of waiting for it.")
+_SWEEP = flags.DEFINE_string("sweep", None, "sweep: a sweep file (sweeps/NAME.py) of config overrides.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print each run's launcher command instead of running it.")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "multiprocess", "slurm", "tpu_vm"],
+                              "sweep --dry_run: the launcher whose commands are printed.")
+_LAUNCHER_ARGS = flags.DEFINE_string("launcher_args", "", "sweep --dry_run: options for the launcher, e.g. "
+                                     "'--name=sweep --zone=us-central2-b --accelerator=v4-32' for tpu_vm.")
+_RUNS = flags.DEFINE_list("runs", None, "report: workdirs, or folders of them (a sweep's), to tabulate.")
 _KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
                                  "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
 
@@ -98,12 +115,26 @@ def _prepare():
     print(f"  skipped {len(report.skipped)} corrupt image(s): {', '.join(report.skipped)}")
 
 
+def _start_processes():
+  from imagenet_train import distributed
+
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                         timeout=_COORDINATOR_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value)
+
+
+def _is_main_process() -> bool:
+  import jax
+
+  return jax.process_index() == 0
+
+
 def _train():
   from imagenet_train import train
 
   config = _config()
+  _start_processes()
   summary = train.train_and_evaluate(config, _WORKDIR.value)
-  if summary:
+  if summary and _is_main_process():
     with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
     split = config.data.eval_split
@@ -123,7 +154,10 @@ def _evaluate():
   which = _CHECKPOINT.value
   if which not in ("latest", "best") and not which.isdigit():
     _fail(f"--checkpoint={which} is not latest, best or a step number")
+  _start_processes()
   results = train.evaluate_workdir(config, _WORKDIR.value, which)
+  if not _is_main_process():
+    return
   with open(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), "w") as f:
     json.dump(results, f, indent=2)
   _print_results(f"Evaluation of step {results['step']}:", results)
@@ -149,11 +183,69 @@ def _import_weights():
   print(f"Evaluate: python -m imagenet_train evaluate --config=<the same config> --workdir={_OUT.value}")
 
 
+_LAUNCHER_COMMANDS = {
+    "local": "launch/local.sh",
+    "multiprocess": "launch/multiprocess.sh 2",
+    "slurm": "sbatch launch/slurm.sbatch",
+    "tpu_vm": "launch/tpu_vm.sh",
+}
+
+
+def _sweep():
+  import shlex
+
+  from imagenet_train import report, sweep, train
+
+  config = _config()
+  if not _SWEEP.value:
+    _fail("sweep needs --sweep=FILE, e.g. --sweep=sweeps/lr_batch.py")
+  runs = sweep.load_sweep(_SWEEP.value)
+  sweep.check_overrides(config, runs)  # every field named before any run starts
+  name = os.path.splitext(os.path.basename(_SWEEP.value))[0]
+  expanded = sweep.expand(config, runs, _WORKDIR.value, name)
+  if _DRY_RUN.value:
+    base = [f"--config={flags.FLAGS['config'].config_filename}"] + [arg for arg in sys.argv[1:]
+                                                                     if arg.startswith("--config.")]
+    launcher = " ".join([_LAUNCHER_COMMANDS[_LAUNCHER.value], _LAUNCHER_ARGS.value]).strip()
+    for run in expanded:
+      args = ["train", *base, f"--workdir={run.workdir}", *sweep.override_flags(run.overrides)]
+      print(f"{launcher} -- {shlex.join(args)}")
+    return
+  failed = []
+  for index, run in enumerate(expanded):
+    if os.path.exists(os.path.join(run.workdir, "summary.json")):
+      print(f"[{index + 1}/{len(expanded)}] {run.name}: finished before, skipped")
+      continue
+    print(f"[{index + 1}/{len(expanded)}] {run.name} in {run.workdir}", flush=True)
+    try:
+      train.check_workdir(run.workdir)
+      sweep.write_run_info(run)
+      summary = train.train_and_evaluate(run.config, run.workdir)
+    except UserError as error:  # one run's mistake (a NaN, say) does not stop the others
+      print(f"  failed: {error}", file=sys.stderr)
+      failed.append(run.name)
+      continue
+    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  print(report.write_report([os.path.join(_WORKDIR.value, name)]))
+  if failed:
+    raise UserError(f"{len(failed)} of {len(expanded)} runs failed: {', '.join(failed)}; rerun the same command "
+                    "to retry them (finished runs are skipped)")
+
+
+def _report():
+  from imagenet_train import report
+
+  if not _RUNS.value:
+    _fail("report needs --runs=DIR[,DIR...]: workdirs of finished runs, or a sweep's folder")
+  print(report.write_report(_RUNS.value))
+
+
 def main(argv):
   command = argv[1]
   try:
     commands = {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "models": _models,
-                "import-weights": _import_weights}
+                "import-weights": _import_weights, "sweep": _sweep, "report": _report}
     commands[command]()
   except UserError as error:
     logging.flush()

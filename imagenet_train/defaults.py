@@ -74,6 +74,7 @@ def data_config() -> ml_collections.ConfigDict:
   d.label_key = "label"
   d.pp_train = ""
   d.pp_eval = ""
+  d.host_sharding = "split"  # split: each process its own part | global: one order, the same for any host count
   d.shuffle_buffer = 16_384
   d.cache_raw = False  # keep the encoded records in memory after the first epoch
   d.cache_eval = False  # keep the preprocessed eval split in memory from one evaluation to the next

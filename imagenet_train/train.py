@@ -14,6 +14,7 @@ from typing import Any, Callable
 import flax
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -231,22 +232,34 @@ def _scalars(prefix: str, collection: metrics_lib.ClassificationMetrics) -> dict
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps, so it can save and exit."""
+  """Turns SIGTERM into a request the loop checks between steps, so that it can save and exit.
+
+  One process handles the signal itself. Several leave it to JAX's preemption notifier, which
+  jax.distributed installs: the processes agree on one step at which all of them stop (the
+  preemption sync point), so that they save one consistent checkpoint.
+  """
 
   def __init__(self):
-    self.requested = False
+    self._requested = False
     self._previous = None
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if jax.process_count() == 1:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
     del signum, frame
-    self.requested = True
+    self._requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._requested
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def _checkpoint_meta(setup: Setup, state_step: int) -> dict:
@@ -360,7 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           log_time += time.perf_counter() - eval_start  # evaluation time is not training time
         elif step % c.checkpoint_every_steps == 0:
           save()
-        if preemption.requested:
+        if preemption.reached(step):
           save(force=True)
           checkpointer.wait()
           raise UserError(f"received SIGTERM: saved a checkpoint at step {step} in {checkpointer.directory}; "

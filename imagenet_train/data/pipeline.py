@@ -120,39 +120,55 @@ def _host_split(split: str, process_index: int, process_count: int, drop_remaind
 
 def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
                   start_step: int, process_index: int, process_count: int) -> Iterator[dict]:
-  """Endless local training batches {'image', 'label'} as numpy arrays, from `start_step`."""
-  split = _host_split(data.train_split, process_index, process_count, drop_remainder=True)
+  """Endless local training batches {'image', 'label'} as numpy arrays, from `start_step`.
+
+  `data.host_sharding` says how processes share the split. "split" (the default): each reads
+  its own even part, shuffled and augmented under its own seeds, so the stream depends on the
+  process count. "global": every process reads the whole split in one shuffled order and keeps
+  its devices' block of each global batch, decoding only that: the global batches are the same
+  for any process count (a run resumes on more or fewer hosts unchanged), at the cost of every
+  host reading all the records.
+  """
+  if data.host_sharding not in ("split", "global"):
+    raise UserError(f"--config.data.host_sharding={data.host_sharding!r} is neither 'split' nor 'global'")
+  shared = data.host_sharding == "global"
+  split = data.train_split if shared else _host_split(data.train_split, process_index, process_count,
+                                                      drop_remainder=True)
+  reader = 0 if shared else process_index  # whose seeds order and augment the examples
+  # Batches as one reader draws them: the global batch when all hosts share one order.
+  drawn_batch = local_batch_size * (process_count if shared else 1)
   examples_per_epoch = builder.info.splits[split].num_examples
-  steps_per_epoch = examples_per_epoch // local_batch_size
+  steps_per_epoch = examples_per_epoch // drawn_batch
   if steps_per_epoch == 0:
-    raise UserError(f"the per-process batch of {local_batch_size} is larger than the {examples_per_epoch} "
-                    f"training examples each process reads: lower --config.batch_size")
+    raise UserError(f"the batch of {drawn_batch} is larger than the {examples_per_epoch} training examples "
+                    f"{'the processes share' if shared else 'each process reads'}: lower --config.batch_size")
   start_epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
   records = _read(builder, split, data)
   preprocess = ops.parse(host_specs(data)[0])
   buffer = min(data.shuffle_buffer, examples_per_epoch)
-
-  host_seed = tf.constant([seed, process_index], tf.int64)
-  examples_drawn = steps_per_epoch * local_batch_size
+  reader_seed = tf.constant([seed, reader], tf.int64)
 
   def epoch_examples(epoch):
     # A stateless draw, as a fold_in's first word does not depend on the epoch.
-    shuffle_seed = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(host_seed, epoch),
+    shuffle_seed = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(reader_seed, epoch),
                                                minval=None, maxval=None, dtype=tf.int64)
     shuffled = records.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     # Draw the whole epoch's worth of batches and drop the remainder here, so that every epoch
     # starts a fresh batch and the step fixes the epoch and the position in it.
-    positions = tf.data.Dataset.range(examples_drawn)
+    positions = tf.data.Dataset.range(steps_per_epoch * drawn_batch)
     return tf.data.Dataset.zip(tf.data.Dataset.from_tensors(epoch).repeat(), positions, shuffled)
 
   def augment(epoch, position, example):
     example_seed = tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(host_seed, epoch), position)
+        tf.random.experimental.stateless_fold_in(reader_seed, epoch), position)
     return preprocess(example, example_seed)
 
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch_examples)
+  ds = ds.skip(step_in_epoch * drawn_batch)
+  if shared:  # this process's devices hold block `process_index` of each global batch
+    ds = ds.filter(lambda epoch, position, example: position % drawn_batch // local_batch_size == process_index)
   # Records read ahead, so that decoding carries on while the next epoch's shuffle buffer fills.
-  ds = ds.skip(step_in_epoch * local_batch_size).prefetch(2 * local_batch_size)
+  ds = ds.prefetch(2 * local_batch_size)
   ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(data.host_prefetch)
   return _numpy(ds, data)
