@@ -94,6 +94,13 @@ def _config(workdir_flag: str = "workdir"):
   return config
 
 
+def _write_json(path: str, results: dict):
+  """Writes `results` to a local or bucket (gs://) path."""
+  from etils import epath
+
+  epath.Path(path).write_text(json.dumps(results, indent=2))
+
+
 def _print_results(title: str, results: dict):
   print(title)
   for key, value in results.items():
@@ -135,8 +142,7 @@ def _train():
   _start_processes()
   summary = train.train_and_evaluate(config, _WORKDIR.value)
   if summary and _is_main_process():
-    with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    _write_json(os.path.join(_WORKDIR.value, "summary.json"), summary)
     split = config.data.eval_split
     _print_results("Training finished:", {
         f"{split} top-1 accuracy": summary.get("eval/top1", float("nan")),
@@ -158,8 +164,7 @@ def _evaluate():
   results = train.evaluate_workdir(config, _WORKDIR.value, which)
   if not _is_main_process():
     return
-  with open(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  _write_json(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), results)
   _print_results(f"Evaluation of step {results['step']}:", results)
 
 
@@ -225,8 +230,7 @@ def _sweep():
       print(f"  failed: {error}", file=sys.stderr)
       failed.append(run.name)
       continue
-    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    _write_json(os.path.join(run.workdir, "summary.json"), summary)
   print(report.write_report([os.path.join(_WORKDIR.value, name)]))
   if failed:
     raise UserError(f"{len(failed)} of {len(expanded)} runs failed: {', '.join(failed)}; rerun the same command "

@@ -27,7 +27,8 @@ class Checkpointer:
   """Saves and restores the train state of one workdir."""
 
   def __init__(self, workdir: str, *, keep: int, enable_async: bool = True):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    # Bucket paths (gs://) go to Orbax as they are; local ones are made absolute.
+    self.directory = os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), "checkpoints")
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(n=keep),
         checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,

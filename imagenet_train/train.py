@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 
 from imagenet_train import checkpoint as checkpoint_lib
 from imagenet_train import metrics as metrics_lib
@@ -141,12 +142,13 @@ class Setup:
 
 
 def check_workdir(workdir: str) -> None:
+  """Creates the workdir, local or on a bucket (gs://), and proves it writable."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+    path = epath.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_test_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
   except OSError as error:
     raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write "
                     "to") from None
