@@ -26,26 +26,11 @@ set -euo pipefail
 
 PROG=multiprocess.sh
 PYTHON=${PYTHON:-.venv/bin/python}
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KILL_AFTER_TERM=10  # seconds between SIGTERM and SIGKILL
 
-usage() { awk 'NR > 1 && /^#( |$)/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
-die() { echo "$PROG: $*" >&2; exit 2; }
 
-# Prints its arguments as one line of shell: plain words unquoted, others in single quotes.
-shell_quote() {
-  local out="" arg word
-  for arg in "$@"; do
-    if [[ $arg =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      word=$arg
-    elif [[ $arg =~ ^(-{0,2}[A-Za-z_][A-Za-z0-9_.-]*=)(.*)$ ]]; then
-      word=${BASH_REMATCH[1]}\'${BASH_REMATCH[2]//\'/\'\\\'\'}\'
-    else
-      word=\'${arg//\'/\'\\\'\'}\'
-    fi
-    out+="${out:+ }$word"
-  done
-  printf '%s\n' "$out"
-}
 
 num_processes="" devices=4 port=12355 grace=60 dry_run=0
 while (($#)); do

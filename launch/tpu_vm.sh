@@ -37,25 +37,9 @@ ARCHIVE=/tmp/imagenet_train.tar.gz
 JAX_TPU='jax[tpu]==0.10.2'
 RECHECK_S=${RECHECK_S:-60}  # with --spot: seconds before looking at the VM again after a failure
 
-usage() { awk 'NR > 1 && /^#( |$)/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
-die() { echo "$PROG: $*" >&2; exit 2; }
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 warn() { echo "$PROG: warning: $*" >&2; }
-
-# Prints its arguments as one line of shell: plain words unquoted, others in single quotes.
-shell_quote() {
-  local out="" arg word
-  for arg in "$@"; do
-    if [[ $arg =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      word=$arg
-    elif [[ $arg =~ ^(-{0,2}[A-Za-z_][A-Za-z0-9_.-]*=)(.*)$ ]]; then
-      word=${BASH_REMATCH[1]}\'${BASH_REMATCH[2]//\'/\'\\\'\'}\'
-    else
-      word=\'${arg//\'/\'\\\'\'}\'
-    fi
-    out+="${out:+ }$word"
-  done
-  printf '%s\n' "$out"
-}
 
 name="" zone="" accelerator="" version=tpu-ubuntu2204-base project="" spot=0 delete=0 dry_run=0
 max_restarts=10 have_args=0
