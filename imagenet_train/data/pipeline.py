@@ -184,8 +184,9 @@ def eval_batch_count(builder, data: ml_collections.ConfigDict, *, local_batch_si
 def eval_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_index: int,
                  process_count: int) -> Iterator[dict]:
   """Local eval batches {'image', 'label', 'mask'}; padding examples have mask 0."""
-  key = (str(builder.data_dir), data.eval_split, host_specs(data)[1], data.cache_raw, data.cache_eval,
-         local_batch_size, process_index, process_count)
+  # Every data field, so that no change of split, spec, keys or caching can reuse a stale dataset.
+  key = (str(builder.data_dir), data.to_json_best_effort(sort_keys=True), local_batch_size, process_index,
+         process_count)
   if key not in _EVAL_DATASETS:
     _EVAL_DATASETS[key] = _eval_dataset(builder, data, local_batch_size, process_index, process_count)
   return _numpy(_EVAL_DATASETS[key], data)
