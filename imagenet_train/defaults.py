@@ -52,6 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.label_smoothing = 0.0
 
+  c.averaging = averaging_config()
+  c.evaluation = evaluation_config()
+  c.paper = paper_config()
+
   c.log_every_steps = 100
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 1000
@@ -61,6 +65,55 @@ def base_config() -> ml_collections.ConfigDict:
   c.profile_first_step = 10
   c.profile_steps = 5
   return c
+
+
+def averaging_config() -> ml_collections.ConfigDict:
+  """Averages of the parameters kept beside them during training and evaluated beside them."""
+  a = ml_collections.ConfigDict()
+  a.ema_decay = 0.0  # > 0: an exponential moving average of the parameters, e.g. 0.9999
+  a.polyak = False  # the running mean of the parameters since polyak_start_epochs (GoogLeNet's Polyak averaging)
+  a.polyak_start_epochs = 0.0
+  return a
+
+
+# The evaluation protocols `evaluate --protocol` runs (imagenet_train/protocols.py).
+PROTOCOLS = ("center", "10crop", "dense", "multicrop", "144crop")
+
+
+def evaluation_config() -> ml_collections.ConfigDict:
+  """How `evaluate --protocol` builds each protocol's views from the eval images.
+
+  center uses data.pp_eval as it is; the others decode, resize and crop as below and then apply
+  pp_eval's final value ops (normalize, subtract_mean), so that every protocol sees the same values.
+  """
+  e = ml_collections.ConfigDict()
+  e.protocol = "center"  # the paper's protocol, evaluate's default: one of PROTOCOLS
+  e.resize = 256  # 10crop: the shorter side before cropping
+  e.crop = 224  # 10crop, multicrop, 144crop: the crop side
+  e.square = False  # 10crop: crop the central resize x resize square first (AlexNet, ZFNet)
+  e.scales = (256, 384, 512)  # dense and multicrop: the shorter sides Q, scores averaged over them
+  e.googlenet_scales = (256, 288, 320, 352)  # 144crop
+  e.flip = True  # dense: average with the mirrored image
+  e.multiple = 32  # dense: the longer side is rounded to a multiple of this, bounding the shapes compiled
+  return e
+
+
+def paper_config() -> ml_collections.ConfigDict:
+  """What the paper reported, for `report` to put beside the run. Errors are in percent."""
+  p = ml_collections.ConfigDict()
+  p.reference = ""  # "Simonyan and Zisserman, ICLR 2015 (arXiv 1409.1556)"
+  p.table = ""  # where the numbers are: "Table 3, row D, S=256, Q=256"
+  p.protocol = ""  # the protocol of the single-model numbers, one of PROTOCOLS
+  p.split = "val"  # val | test
+  p.top1 = ml_collections.config_dict.placeholder(float)  # single model; None where the paper gives none
+  p.top5 = ml_collections.config_dict.placeholder(float)
+  p.ensemble_models = 0  # models in the paper's ensemble; 0 for none
+  p.ensemble_protocol = ""
+  p.ensemble_split = ""
+  p.ensemble_top1 = ml_collections.config_dict.placeholder(float)
+  p.ensemble_top5 = ml_collections.config_dict.placeholder(float)
+  p.notes = ""  # what differs between the paper's setting and this config
+  return p
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -137,3 +190,78 @@ def fashion_mnist_data(train_ops: str = "flip_lr") -> ml_collections.ConfigDict:
   d.shuffle_buffer = 60_000
   d.cache_raw = True  # 60,000 small PNGs: about 25 MB
   return d
+
+
+# Where the smoke variants read fake ILSVRC2012 data:
+#   python -m imagenet_train prepare --dataset=imagenet2012 --fake --manual_dir=workdirs/fake_imagenet/manual \
+#       --data_dir=workdirs/fake_imagenet/tfds
+SMOKE_MANUAL_DIR, SMOKE_DATA_DIR = "workdirs/fake_imagenet/manual", "workdirs/fake_imagenet/tfds"
+
+
+def parse_arg(arg: str | None, **spec):
+  """A config argument (`configs/x.py:ARG`) as a ConfigDict of `spec`'s keys.
+
+  ARG is comma-separated: `key=value`, a bare boolean key (`smoke`) for True, or a bare value,
+  which fills the next non-boolean key in `spec`'s order: `configs/resnet.py:50,v1,smoke` is
+  depth=50, version=v1, smoke=True. Values take the type of the key's default.
+  """
+  from imagenet_train.errors import UserError
+
+  values = dict(spec)
+  positional = [key for key, default in spec.items() if not isinstance(default, bool)]
+  for token in filter(None, (arg or "").split(",")):
+    key, sep, value = token.partition("=")
+    if not sep:
+      if token in spec and isinstance(spec[token], bool):
+        key, value = token, "true"
+      elif positional:
+        key, value = positional.pop(0), token
+      else:
+        raise UserError(f"config argument {token!r} is not one of {', '.join(spec)}: pass KEY=VALUE")
+    elif key not in spec:
+      raise UserError(f"config argument {key!r} is not one of {', '.join(spec)}")
+    elif key in positional:
+      positional.remove(key)
+    default = spec[key]
+    if isinstance(default, bool):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise UserError(f"config argument {key}={value} is not a boolean: use true or false")
+      values[key] = value.lower() in ("true", "1")
+    else:
+      try:
+        values[key] = type(default)(value)
+      except ValueError:
+        raise UserError(f"config argument {key}={value} is not a valid {type(default).__name__}") from None
+  return ml_collections.ConfigDict(values)
+
+
+def check_choice(name: str, value, choices) -> None:
+  """Refuses a config argument outside `choices`, listing them."""
+  from imagenet_train.errors import UserError
+
+  if value not in choices:
+    raise UserError(f"config argument {name}={value} is not one of {', '.join(map(str, choices))}")
+
+
+def make_smoke(c: ml_collections.ConfigDict, **model_options) -> ml_collections.ConfigDict:
+  """Turns a recipe into its smoke variant: the same model family, optimizer, schedule and
+  pipeline, two steps of 8 images in float32, with `model_options` (narrow widths) added. An
+  ImageNet recipe reads fake ILSVRC2012 data (SMOKE_DATA_DIR); a Fashion-MNIST one keeps its
+  data and evaluates on the first 64 test images. The caller has already set small image sizes."""
+  if c.data.name == "fashion_mnist_local":
+    c.data.eval_split = "test[:64]"
+  else:
+    c.data.name = "imagenet2012"
+    c.data.data_dir, c.data.manual_dir = SMOKE_DATA_DIR, SMOKE_MANUAL_DIR
+    c.data.train_split, c.data.eval_split = TFDS_SPLITS["imagenet2012"]
+  c.data.shuffle_buffer = 64
+  c.data.cache_raw = c.data.cache_eval = False
+  c.model_options.update(model_options)
+  c.dtype = "float32"
+  c.batch_size = c.eval_batch_size = 8
+  c.num_train_steps = 2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.keep_checkpoints = 1
+  c.async_checkpoints = False
+  return c

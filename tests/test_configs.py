@@ -1,0 +1,79 @@
+"""Every recipe in configs/ loads under each of its arguments, and its smoke variant trains two steps.
+
+A config file lists the arguments it takes in a module-level `VARIANTS` tuple (the empty string
+for a file without arguments); its smoke variant is `SMOKE`, default "smoke". The smoke runs use
+the session's fake ILSVRC2012 data (or the small Fashion-MNIST files for that track), through
+the same train loop, pipeline and optimizer as a real run.
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from imagenet_train import defaults, models, train
+from imagenet_train.errors import UserError
+
+from conftest import REPO
+
+CONFIG_FILES = sorted(path.name for path in (REPO / "configs").glob("*.py"))
+
+
+def _module(name: str):
+  spec = importlib.util.spec_from_file_location(f"config_{pathlib.Path(name).stem}", REPO / "configs" / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _variants(module) -> tuple[str, ...]:
+  return tuple(getattr(module, "VARIANTS", ("",)))
+
+
+def test_there_is_a_config_per_ilsvrc_entry():
+  stems = {pathlib.Path(name).stem for name in CONFIG_FILES}
+  for entry in ("lenet5", "alexnet", "zfnet", "overfeat", "sppnet", "vgg", "googlenet", "bn_inception",
+                "inception_v3", "inception_v4", "prelu_net", "resnet", "resnext", "senet", "densenet"):
+    assert entry in stems, f"configs/{entry}.py is missing"
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_variant_loads_with_its_paper_and_a_reproduction_command(name):
+  module = _module(name)
+  assert f"--config=configs/{name}" in module.__doc__, "the docstring gives the command that reproduces it"
+  registered = models.names()
+  for arg in _variants(module):
+    config = module.get_config(arg)
+    assert config.model in registered, (arg, config.model)
+    assert config.evaluation.protocol in defaults.PROTOCOLS, (arg, config.evaluation.protocol)
+    paper = config.paper
+    assert paper.reference and paper.table, (arg, "the paper block names its source")
+    assert paper.protocol in defaults.PROTOCOLS, (arg, paper.protocol)
+    assert paper.top1 is not None or paper.top5 is not None, (arg, "the paper block holds a reported error")
+    for error in (paper.top1, paper.top5, paper.ensemble_top1, paper.ensemble_top5):
+      assert error is None or 0 < error < 100, (arg, error)
+    assert config.data.pp_train and config.data.pp_eval
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, data_dir, tmp_path):
+  module = _module(name)
+  config = module.get_config(getattr(module, "SMOKE", "smoke"))
+  assert config.num_train_steps == 2
+  if config.data.name == "fashion_mnist_local":
+    config.data.manual_dir, config.data.data_dir = fashion_mnist_dir, data_dir
+  else:
+    assert config.data.name == "imagenet2012"
+    config.data.manual_dir, config.data.data_dir = fake_imagenet[0], fake_imagenet[1]
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["steps"] == 2
+  assert 0 < summary["eval/loss"] < 100
+
+
+def test_a_bad_config_argument_is_one_line():
+  with pytest.raises(UserError, match="not one of"):
+    defaults.parse_arg("depth=50,colour=red", depth=18, smoke=False)
+  with pytest.raises(UserError, match="is not a valid int"):
+    defaults.parse_arg("depth=fifty", depth=18)
+  assert defaults.parse_arg("101,smoke", depth=18, version="v1.5", smoke=False).to_dict() == {
+      "depth": 101, "version": "v1.5", "smoke": True}
