@@ -38,12 +38,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def state_sharding(mesh: Mesh, tx, state, param_specs):
-  """Shardings for a train state: parameters and their optimizer moments split as `param_specs`
-  say, everything else (step counters, BatchNorm statistics) replicated."""
+  """Shardings for a train state: parameters, their optimizer moments and their averages split as
+  `param_specs` say, everything else (step counters, BatchNorm statistics) replicated."""
   named = jax.tree.map(lambda spec: NamedSharding(mesh, spec), param_specs)
   return state.replace(
       step=replicated(mesh), nonfinite_step=replicated(mesh), params=named,
       batch_stats=jax.tree.map(lambda _: replicated(mesh), state.batch_stats),
+      averages={name: {"params": named, "batch_stats": jax.tree.map(lambda _: replicated(mesh), average["batch_stats"])}
+                for name, average in state.averages.items()},
       opt_state=optax.tree_map_params(tx, lambda _, sharding: sharding, state.opt_state, named,
                                       transform_non_params=lambda _: replicated(mesh)))
 

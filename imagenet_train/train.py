@@ -37,6 +37,9 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
+  # Averages of the parameters and BatchNorm statistics kept beside them, by name ("ema",
+  # "polyak"), each {"params", "batch_stats"}; empty when config.averaging asks for none.
+  averages: Any
   # The first step whose loss was not finite, or -1: read only when the host syncs anyway.
   nonfinite_step: jax.Array
 
@@ -58,15 +61,50 @@ def init_variables(model, image_shape, seed: int):
                     jnp.zeros((1, *image_shape), jnp.float32), train=False)
 
 
-def init_state(model, tx, image_shape, seed: int) -> TrainState:
+def init_state(model, tx, image_shape, seed: int, averages: tuple[str, ...] = ()) -> TrainState:
   """Initial state; runs under jit so that XLA places it straight into its sharding."""
-  return state_from_variables(nn.meta.unbox(init_variables(model, image_shape, seed)), tx)
+  return state_from_variables(nn.meta.unbox(init_variables(model, image_shape, seed)), tx, averages)
 
 
-def state_from_variables(variables, tx) -> TrainState:
-  params = variables["params"]
-  return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
-                    opt_state=tx.init(params), nonfinite_step=jnp.full([], -1, jnp.int32))
+def state_from_variables(variables, tx, averages: tuple[str, ...] = ()) -> TrainState:
+  """A step-0 state; each named average starts at the initial parameters."""
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params),
+                    averages={name: {"params": params, "batch_stats": batch_stats} for name in averages},
+                    nonfinite_step=jnp.full([], -1, jnp.int32))
+
+
+def averages_kept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  a = config.averaging
+  if not 0.0 <= a.ema_decay < 1.0:
+    raise UserError(f"--config.averaging.ema_decay={a.ema_decay} must lie in [0, 1): 0 keeps no average, "
+                    "0.9999 is the usual choice")
+  return (("ema",) if a.ema_decay else ()) + (("polyak",) if a.polyak else ())
+
+
+def update_averages(averages: dict, current: dict, step: jax.Array, *, ema_decay: float, polyak_start_step: int):
+  """Advances each average by the state after `step` updates.
+
+  ema: TensorFlow's ExponentialMovingAverage with num_updates, as Inception-v3 was evaluated:
+  the decay is min(ema_decay, (1 + step) / (10 + step)), so that early averages are not
+  dominated by the random initialisation. polyak: the arithmetic mean of the states since
+  `polyak_start_step` (Polyak and Juditsky, 1992), as GoogLeNet's final model was; before that
+  step it follows the parameters."""
+  new = {}
+  step = step.astype(jnp.float32)
+  for name, average in averages.items():
+    if name == "ema":
+      weight = 1.0 - jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    else:
+      weight = 1.0 / jnp.maximum(step - polyak_start_step + 1.0, 1.0)
+    new[name] = jax.tree.map(lambda a, x: a + weight.astype(a.dtype) * (x - a), average, current)
+  return new
+
+
+def with_average(state: TrainState, name: str) -> TrainState:
+  """The state with the parameters and BatchNorm statistics of average `name`, for evaluation."""
+  return state.replace(params=state.averages[name]["params"], batch_stats=state.averages[name]["batch_stats"])
 
 
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
@@ -88,7 +126,8 @@ def model_input(images: jax.Array, dtype, device_normalize: tuple | None) -> jax
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable, num_classes: int,
-               label_smoothing: float, dtype, seed: int, device_normalize: tuple | None = None):
+               label_smoothing: float, dtype, seed: int, device_normalize: tuple | None = None,
+               ema_decay: float = 0.0, polyak_start_step: int = 0):
   """One SGD step on a global batch; BatchNorm statistics span the whole global batch."""
   dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
 
@@ -111,8 +150,10 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedule: Callable,
   # A finite loss can still give an overflowing update; either makes the new state unusable.
   finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(updates))
   nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+  averages = update_averages(state.averages, {"params": params, "batch_stats": batch_stats}, state.step + 1,
+                             ema_decay=ema_decay, polyak_start_step=polyak_start_step)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                            nonfinite_step=nonfinite_step)
+                            averages=averages, nonfinite_step=nonfinite_step)
   step_metrics = metrics_lib.classification_metrics(logits, batch["label"], losses)
   learning_rate = schedule(state.step) * optim.learning_rate_factor(state.opt_state)
   return new_state, step_metrics, learning_rate
@@ -186,7 +227,8 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
     boxed = jax.eval_shape(functools.partial(init_variables, model, info.image_shape, config.seed))
   except ValueError as error:  # models reject inputs they cannot read, naming the minimum
     raise UserError(f"model {config.model!r} cannot take {info.image_shape} images: {error}") from None
-  abstract = jax.eval_shape(lambda v: state_from_variables(v, tx), nn.meta.unbox(boxed))  # one trace of the model
+  averages = averages_kept(config)
+  abstract = jax.eval_shape(lambda v: state_from_variables(v, tx, averages), nn.meta.unbox(boxed))  # one trace
   state_sharding = sharding.state_sharding(mesh, tx, abstract, nn.get_partition_spec(boxed["params"]))
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract, state_sharding)
@@ -198,7 +240,9 @@ def jit_train_step(setup: Setup):
   c = setup.config
   step = functools.partial(train_step, model=setup.model, tx=setup.tx, schedule=setup.schedule,
                            num_classes=setup.info.num_classes, label_smoothing=c.label_smoothing,
-                           dtype=compute_dtype(c), seed=c.seed, device_normalize=setup.info.device_normalize)
+                           dtype=compute_dtype(c), seed=c.seed, device_normalize=setup.info.device_normalize,
+                           ema_decay=c.averaging.ema_decay,
+                           polyak_start_step=int(round(c.averaging.polyak_start_epochs * setup.steps_per_epoch)))
   replicated = sharding.replicated(setup.mesh)
   return jax.jit(step, in_shardings=(setup.state_sharding, sharding.batch_sharding(setup.mesh)),
                  out_shardings=(setup.state_sharding, replicated, replicated), donate_argnums=0)
@@ -227,6 +271,14 @@ def evaluate(setup: Setup, state: TrainState, step=None) -> metrics_lib.Classifi
     batch_metrics = step(state, batch)
     total = batch_metrics if total is None else total.merge(batch_metrics)
   return total
+
+
+def evaluate_all(setup: Setup, state: TrainState, step=None) -> dict[str, float]:
+  """`evaluate`'s scalars for the parameters ("eval/...") and for each average ("eval_ema/...")."""
+  results = _scalars("eval", evaluate(setup, state, step))
+  for name in state.averages:
+    results.update(_scalars(f"eval_{name}", evaluate(setup, with_average(state, name), step)))
+  return results
 
 
 def _scalars(prefix: str, collection: metrics_lib.ClassificationMetrics) -> dict[str, float]:
@@ -277,8 +329,8 @@ def restore_or_init(setup: Setup, checkpointer: checkpoint_lib.Checkpointer, ste
   c = setup.config
   step = checkpointer.latest_step() if step is None else step
   if step is None:
-    init = jax.jit(functools.partial(init_state, setup.model, setup.tx, setup.info.image_shape, c.seed),
-                   out_shardings=setup.state_sharding)
+    init = jax.jit(functools.partial(init_state, setup.model, setup.tx, setup.info.image_shape, c.seed,
+                                     averages_kept(c)), out_shardings=setup.state_sharding)
     return init()
   meta = checkpointer.check_compatible(step, c.model, checkpoint_lib.param_shapes(setup.abstract_state.params))
   if meta["batch_size"] != c.batch_size or meta["seed"] != c.seed:
@@ -296,6 +348,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
   check_workdir(workdir)
   setup = prepare(config, devices)
+  if jax.process_index() == 0:  # the recipe beside its results, for `report` and for the record
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
   if not setup.info.num_train_examples:
     raise UserError(f"dataset {config.data.name!r} has no training split (--config.data.train_split is empty): "
                     "use it with `evaluate`, or train on a dataset that has one")
@@ -366,7 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         if step % eval_every == 0 or step == setup.total_steps:
           check_finite()
           eval_start = time.perf_counter()
-          eval_results = _scalars("eval", evaluate(setup, state, eval_step_fn))
+          eval_results = evaluate_all(setup, state, eval_step_fn)
           writer.write_scalars(step, eval_results)
           state = state.replace(opt_state=optim.plateau_update(state.opt_state, eval_results["eval/top1"],
                                                                c.schedule.plateau))
@@ -414,7 +468,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str
       raise UserError(f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
                       f"from {list(checkpointer.manager.all_steps())}")
     state = restore_or_init(setup, checkpointer, step)
-    results = {**_scalars("eval", evaluate(setup, state)), "step": step}
+    results = {**evaluate_all(setup, state), "step": step}
   finally:
     checkpointer.close()
   return results

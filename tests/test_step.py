@@ -91,3 +91,33 @@ def test_target_distributions_train_like_smoothed_class_indices():
                              train.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
   np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1),
                                 metrics_lib.topk_correct(logits, labels, 1))
+
+
+def test_parameter_averages_follow_their_definitions(config, tmp_path):
+  """EMA (TensorFlow's, with num_updates) and Polyak averages of the parameter trajectory, kept in
+  the step, equal the same averages computed here from the parameters after each step; training
+  evaluates each beside the raw parameters."""
+  config.averaging.ema_decay = 0.5
+  config.averaging.polyak = True
+  setup = train.prepare(config, jax.devices()[:1])
+  state = jax.jit(functools.partial(train.init_state, setup.model, setup.tx, setup.info.image_shape, config.seed,
+                                    train.averages_kept(config)), out_shardings=setup.state_sharding)()
+  step = train.jit_train_step(setup)
+  batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
+                                   start_step=0, process_index=0, process_count=1)
+  trajectory = [jax.device_get(state.params)]
+  for _ in range(3):
+    state, _, _ = step(state, sharding.to_global(next(batches), setup.mesh))
+    trajectory.append(jax.device_get(state.params))
+  ema = trajectory[0]
+  for t, params in enumerate(trajectory[1:], start=1):
+    decay = min(0.5, (1 + t) / (10 + t))
+    ema = jax.tree.map(lambda a, x: decay * a + (1 - decay) * x, ema, params)
+  polyak = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *trajectory)  # states 0..3: polyak_start_epochs=0
+  _assert_trees_close(state.averages["ema"]["params"], ema, rtol=1e-5, atol=1e-6)
+  _assert_trees_close(state.averages["polyak"]["params"], polyak, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(jax.tree.leaves(polyak)[0], jax.tree.leaves(trajectory[-1])[0])
+
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert {"eval/top1", "eval_ema/top1", "eval_polyak/top1", "eval_ema/loss"} <= set(summary)
+  assert summary["eval_ema/loss"] != summary["eval/loss"]
