@@ -5,6 +5,10 @@
     python -m imagenet_train report --runs=workdirs/sweeps/lr_batch
     python -m imagenet_train train --config=configs/default.py --workdir=workdirs/default
     python -m imagenet_train evaluate --config=configs/default.py --workdir=workdirs/default
+    python -m imagenet_train evaluate --config=configs/vgg.py:d --workdir=workdirs/vgg_d --protocol=dense
+    python -m imagenet_train evaluate --config=configs/vgg.py:d --workdir=workdirs/vgg_de --protocol=ensemble \
+        --ensemble=workdirs/vgg_d,workdirs/vgg_e --ensemble_protocol=multicrop
+    python -m imagenet_train report --runs=workdirs/vgg_d,workdirs/vgg_de --out=workdirs/report
     python -m imagenet_train models [--model=resnet50,vgg_d]
     python -m imagenet_train import-weights --config=configs/x.py --model=resnet50 \
         --from=resnet50.safetensors --out=workdirs/resnet50_torchvision
@@ -31,7 +35,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, bes
 _FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict, .safetensors or .pth.")
 _MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds; "
                               "models: the comma-separated models to list (default: all).")
-_OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint.")
+_OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint; "
+                           "report: the folder for report.md and its PNG charts.")
 _DATASET = flags.DEFINE_string("dataset", None, "prepare: a tfds name (imagenet2012, imagenet_v2, "
                                "imagenet_resized/64x64, cifar10, ...) or fashion_mnist_local.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "prepare: the tfds data_dir, local or gs:// "
@@ -55,6 +60,14 @@ _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "multiprocess", "sl
 _LAUNCHER_ARGS = flags.DEFINE_string("launcher_args", "", "sweep --dry_run: options for the launcher, e.g. "
                                      "'--name=sweep --zone=us-central2-b --accelerator=v4-32' for tpu_vm.")
 _RUNS = flags.DEFINE_list("runs", None, "report: workdirs, or folders of them (a sweep's), to tabulate.")
+_PROTOCOL = flags.DEFINE_string("protocol", None, "evaluate: center, 10crop, dense, multicrop, 144crop, or ensemble "
+                                 "(with --ensemble); without it, the evaluation training runs.")
+_ENSEMBLE = flags.DEFINE_list("ensemble", None, "evaluate --protocol=ensemble: the member runs' workdirs; the "
+                              "results go to --workdir.")
+_ENSEMBLE_PROTOCOL = flags.DEFINE_string("ensemble_protocol", None, "evaluate --protocol=ensemble: each member's "
+                                         "protocol (default: the config's evaluation.protocol).")
+_FAKE = flags.DEFINE_bool("fake", False, "prepare --dataset=imagenet2012: first write fake ILSVRC2012 tarballs "
+                          "(4 classes, small images) into --manual_dir, to try configs' smoke variants.")
 _KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
                                  "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
 
@@ -112,6 +125,13 @@ def _prepare():
 
   if not _DATASET.value:
     _fail("prepare needs --dataset=NAME, e.g. --dataset=imagenet2012 --manual_dir=DIR")
+  if _FAKE.value:
+    from imagenet_train.data import fake_imagenet
+
+    if _DATASET.value != "imagenet2012" or not _MANUAL_DIR.value:
+      _fail("--fake writes fake ILSVRC2012 tarballs: pass --dataset=imagenet2012 and --manual_dir=DIR")
+    if not os.path.exists(os.path.join(_MANUAL_DIR.value, prepare.IMAGENET_TRAIN_TAR)):
+      fake_imagenet.write_tarballs(_MANUAL_DIR.value)
   report = prepare.prepare(_DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
                            skip_corrupt=_SKIP_CORRUPT.value)
   state = "was already prepared" if report.already_prepared else "is prepared"
@@ -161,11 +181,44 @@ def _evaluate():
   if which not in ("latest", "best") and not which.isdigit():
     _fail(f"--checkpoint={which} is not latest, best or a step number")
   _start_processes()
+  if _PROTOCOL.value:
+    _evaluate_protocol(config, which)
+    return
   results = train.evaluate_workdir(config, _WORKDIR.value, which)
   if not _is_main_process():
     return
   _write_json(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), results)
   _print_results(f"Evaluation of step {results['step']}:", results)
+
+
+def _evaluate_protocol(config, which: str):
+  from imagenet_train import evaluate
+
+  protocol = _PROTOCOL.value
+  evaluate.check_protocol(protocol)
+  if protocol == evaluate.ENSEMBLE:
+    if not _ENSEMBLE.value:
+      _fail("--protocol=ensemble needs --ensemble=WORKDIR,WORKDIR[,...]: the runs to average")
+    member_protocol = _ENSEMBLE_PROTOCOL.value or config.evaluation.protocol
+    report = evaluate.evaluate_ensemble(config, _ENSEMBLE.value, _WORKDIR.value, which, member_protocol)
+    title = f"Ensemble of {len(_ENSEMBLE.value)} runs, {member_protocol} each:"
+  else:
+    if _ENSEMBLE.value:
+      _fail(f"--ensemble is for --protocol=ensemble, not {protocol}")
+    report = evaluate.evaluate_protocol(config, _WORKDIR.value, which, protocol)
+    title = f"Step {report['step']} under the {protocol} protocol ({report['views']} views per image):"
+  if not _is_main_process():
+    return
+  print(title)
+  for name, stats in report["results"].items():
+    print(f"  {name + ' parameters':18s} top-1 error {stats['top1_error']:6.2f}%   top-5 error "
+          f"{stats['top5_error']:6.2f}%   log loss {stats['log_loss']:.4f}   ({stats['num_examples']} images)")
+  worst = sorted((accuracy, index) for index, accuracy in enumerate(report["per_class_accuracy"]["raw"])
+                 if accuracy is not None)[:5]
+  names = report.get("class_names") or []
+  print("  lowest per-class top-1 accuracy: " + ", ".join(
+      f"{names[index] if index < len(names) else index} {100 * accuracy:.1f}%" for accuracy, index in worst))
+  print(f"  written to {_WORKDIR.value}: " + ", ".join(report["confusion_png"].values()))
 
 
 def _models():
@@ -242,7 +295,7 @@ def _report():
 
   if not _RUNS.value:
     _fail("report needs --runs=DIR[,DIR...]: workdirs of finished runs, or a sweep's folder")
-  print(report.write_report(_RUNS.value))
+  print(report.write_report(_RUNS.value, _OUT.value))
 
 
 def main(argv):

@@ -458,8 +458,8 @@ def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
   return flat
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str = "latest") -> dict:
-  """Restores the workdir's latest, best or given-step checkpoint and evaluates it."""
+def restore_for_evaluation(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
+  """(setup, state, step) of the workdir's latest, best or given-step checkpoint."""
   setup = prepare(config)
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
   try:
@@ -468,10 +468,15 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str
       raise UserError(f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
                       f"from {list(checkpointer.manager.all_steps())}")
     state = restore_or_init(setup, checkpointer, step)
-    results = {**evaluate_all(setup, state), "step": step}
   finally:
     checkpointer.close()
-  return results
+  return setup, state, step
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, which: str = "latest") -> dict:
+  """Restores the workdir's latest, best or given-step checkpoint and evaluates it as training does."""
+  setup, state, step = restore_for_evaluation(config, workdir, which)
+  return {**evaluate_all(setup, state), "step": step}
 
 
 def import_weights(config: ml_collections.ConfigDict, source: str, workdir: str, keep_init: str | None = None) -> int:

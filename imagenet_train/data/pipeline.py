@@ -214,3 +214,25 @@ def _eval_dataset(builder, data, local_batch_size, process_index, process_count)
     padding = ds.take(1).map(lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).cache().repeat()
   ds = ds.concatenate(padding).take(num_batches * local_batch_size)
   return ds.batch(local_batch_size).prefetch(data.host_prefetch)
+
+
+def views_per_example(builder, data: ml_collections.ConfigDict) -> int:
+  """How many views the eval spec stacks per example (multi-crop protocols), 1 for a single image."""
+  preprocess = ops.parse(host_specs(data)[1])
+  first = _read(builder, data.eval_split, data).take(1).map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  shape = first.element_spec.shape
+  if shape.rank != 4:
+    return 1
+  return shape[0] if shape[0] is not None else next(iter(first)).shape[0]
+
+
+def eval_examples(builder, data: ml_collections.ConfigDict, *, process_index: int,
+                  process_count: int) -> Iterator[dict]:
+  """This process's part of the eval split one example at a time, {'image', 'label', 'index'},
+  images of any size (dense evaluation); `index` is the position in that part."""
+  split = _host_split(data.eval_split, process_index, process_count, drop_remainder=False)
+  preprocess = ops.parse(host_specs(data)[1])
+  zero_seed = tf.zeros([2], tf.int64)
+  ds = _read(builder, split, data).map(lambda ex: preprocess(ex, zero_seed), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.enumerate().map(lambda index, ex: {**ex, "index": index})
+  return _numpy(ds.prefetch(data.host_prefetch), data)
