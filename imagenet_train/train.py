@@ -4,6 +4,7 @@ This is where config, data, model, optimizer, metrics and checkpoints meet. The 
 waits for the devices except when it writes metrics, evaluates or checkpoints.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -316,6 +317,23 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+@contextlib.contextmanager
+def _peers_alive(last_checkpoint: Callable[[], int | None], directory):
+  """With several processes, a collective that fails because another process died is the
+  user's signal to look at that process's log and resume, not a bug: it ends in one line."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as error:
+    if jax.process_count() == 1:
+      raise
+    step = last_checkpoint()
+    resume = f"rerun the same command to resume from step {step} in {directory}" if step is not None else (
+        "rerun the same command")
+    reason = str(error).strip().splitlines()[0][:200]
+    raise UserError(f"a collective with the other processes failed ({reason}): another task died or stopped "
+                    f"answering; check its log, then {resume}", exit_code=1) from None
+
+
 def _checkpoint_meta(setup: Setup, state_step: int) -> dict:
   c = setup.config
   return {"model": c.model, "param_shapes": checkpoint_lib.param_shapes(setup.abstract_state.params),
@@ -400,7 +418,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       if checkpointer.save(step, state, _checkpoint_meta(setup, step), metrics=metrics, force=force):
         last_good_checkpoint = step
 
-    with _Preemption() as preemption:
+    with _Preemption() as preemption, _peers_alive(lambda: last_good_checkpoint, checkpointer.directory):
       while step < setup.total_steps:
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           state, batch_metrics, learning_rate = step_fn(state, next(batches))
