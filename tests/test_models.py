@@ -44,6 +44,9 @@ PARAMETERS = {
     "senet154": 115_088_984,
     "densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928, "densenet161": 28_681_000,
     "densenet264": 33_337_704,
+    # Counted from this implementation (no stored source gives model C's parameters); its
+    # multiply-adds below agree with the paper's complexity row.
+    "prelu_net_c": 330_623_944,
 }
 
 # Millions of parameters as the papers round them (without auxiliary heads where marked).
@@ -68,6 +71,7 @@ MULTIPLY_ADDS = {
     "se_resnet50": 3.87, "se_resnet101": 7.60, "se_resnet152": 11.32, "se_resnext50_32x4d": 4.25,
     "se_resnext101_32x4d": 8.00, "senet154": 20.77,
     "densenet121": 2.834, "densenet169": 3.360, "densenet201": 4.291, "densenet161": 7.728, "densenet264": 5.752,
+    "prelu_net_c": 53.0,  # He et al. 2015, Table 3: model C, 5.30e10 (recalled, not checked against a stored copy)
 }
 
 # Small inputs and narrow widths that still run every layer of the real code path.
@@ -88,6 +92,7 @@ SMALL = {
     "zfnet": ((63, 63, 3), {}),
     "sppnet": ((39, 39, 3), {}),
     "overfeat": ((231, 231, 3), {"width_multiplier": 1 / 32}),
+    "prelu": ((32, 32, 3), {"width_multiplier": 1 / 16}),
 }
 
 # The suite compiles a train step for one model of each kind of layer; compiling all 44 on a

@@ -17,6 +17,15 @@ pooling, a 1x1 convolution to 128, FC 1024, dropout 0.7 and a classifier, weight
 loss. They run while training (and at init, so that their parameters exist), report their
 logits in the "aux_logits" collection, and are left out with `aux_heads=False`.
 
+For 28-32 pixel inputs (Fashion-MNIST, CIFAR), both take `stem="small"`: conv1 becomes a 3x3
+stride-1 convolution and the max pooling after it goes, so that the stem shrinks a 28x28 image
+by 2 instead of 8 (which would leave 3x3 for Inception 3 and 1x1 for Inceptions 4 and 5): the
+three Inception stages then see 14, 7 and 4 pixels (3 after the paper's 3x3 pooling), the grids
+of a 112-pixel image, where the CIFAR GoogLeNets drop the stem's second pooling too and see 28,
+14 and 7 at four times the cost. The auxiliary heads pool their 7x7 grid to 4x4 adaptively.
+`width_multiplier` scales every convolution's width and the auxiliary heads' FC layers. The
+defaults are the ImageNet networks.
+
 This file also holds what inception.py shares: `BasicConv`, torch-style pooling and the
 auxiliary-head plumbing.
 """
@@ -166,11 +175,12 @@ class InceptionAux(nn.Module):
   pool: Callable  # to 4x4: fc1 reads 128 * 4 * 4 features
   dropout_rate: float
   hidden_bias_init: Callable
+  width: Callable[[int], int]  # the network's width multiplier applied to a width
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = _flatten_channel_major(self.conv_block(128, 1, name="conv")(self.pool(x), train))
-    x = nn.relu(self.dense(1024, bias_init=self.hidden_bias_init, name="fc1")(x))
+    x = _flatten_channel_major(self.conv_block(self.width(128), 1, name="conv")(self.pool(x), train))
+    x = nn.relu(self.dense(self.width(1024), bias_init=self.hidden_bias_init, name="fc1")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     sow_aux_logits(self, self.dense(self.num_classes, name="fc2")(x))
 
@@ -183,11 +193,17 @@ class GoogLeNet(nn.Module):
   aux_dropout_rate: float = 0.7
   aux_heads: bool = True
   aux_loss_weight: float = 0.3
+  stem: str = "imagenet"  # small: a 3x3 stride-1 conv1 and no pooling after it, for 28-32 pixel inputs
+  width_multiplier: float = 1.0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if min(x.shape[1:3]) < 32:  # five stride-2 stages: the last maps are then 1x1
-      raise ValueError(f"GoogLeNet needs inputs of at least 32x32 (224 native), got {x.shape[1]}x{x.shape[2]}")
+    small = self.stem == "small"
+    minimum = 8 if small else 32  # three (small) or five stride-2 stages: the last maps are then 1x1
+    if min(x.shape[1:3]) < minimum:
+      raise ValueError(f"GoogLeNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum} "
+                       f"(224 native), got {x.shape[1]}x{x.shape[2]}")
+    width = lambda features: max(1, int(features * self.width_multiplier))
     if self.torchvision:
       init = torch_trunc_normal(0.01)
       conv = functools.partial(BasicConv, epsilon=1e-3, kernel_init=init, dtype=self.dtype)
@@ -199,17 +215,21 @@ class GoogLeNet(nn.Module):
                                dtype=self.dtype)
       dense = functools.partial(nn.Dense, kernel_init=_caffe_xavier, dtype=self.dtype)
       aux_pool = _paper_aux_pool
-    x = max_pool_ceil(conv(64, 7, 2, 3, name="conv1")(x, train), 3, 2)
+    if small:
+      x = conv(width(64), 3, padding=1, name="conv1")(x, train)
+    else:
+      x = max_pool_ceil(conv(width(64), 7, 2, 3, name="conv1")(x, train), 3, 2)
     if not self.torchvision:
       x = _caffe_lrn(x)
-    x = conv(192, 3, padding=1, name="conv3")(conv(64, 1, name="conv2")(x, train), train)
+    x = conv(width(192), 3, padding=1, name="conv3")(conv(width(64), 1, name="conv2")(x, train), train)
     if not self.torchvision:
       x = _caffe_lrn(x)
     x = max_pool_ceil(x, 3, 2)
     for module, widths in _TABLE_1.items():
-      x = Inception(widths, conv, large_kernel=3 if self.torchvision else 5, name=f"inception{module}")(x, train)
+      x = Inception(tuple(map(width, widths)), conv, large_kernel=3 if self.torchvision else 5,
+                    name=f"inception{module}")(x, train)
       if module in _AUX_AFTER and wants_aux(self, train):
-        InceptionAux(self.num_classes, conv, dense, aux_pool, self.aux_dropout_rate, hidden_bias_init,
+        InceptionAux(self.num_classes, conv, dense, aux_pool, self.aux_dropout_rate, hidden_bias_init, width,
                      name=_AUX_AFTER[module])(x, train)
       if module in _POOL_AFTER:
         x = max_pool_ceil(x, 2 if self.torchvision and module == "4e" else 3, 2)
@@ -217,18 +237,30 @@ class GoogLeNet(nn.Module):
     return dense(self.num_classes, name="fc")(x)
 
 
+def _check_small_input_options(stem: str, width_multiplier: float) -> None:
+  if stem not in ("imagenet", "small"):
+    raise TypeError(f"stem must be 'imagenet' or 'small', not {stem!r}")
+  if not width_multiplier > 0:
+    raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
+
+
 @register("googlenet")
 def googlenet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.4, aux_dropout_rate: float = 0.7,
-              aux_heads: bool = True, aux_loss_weight: float = 0.3) -> nn.Module:
+              aux_heads: bool = True, aux_loss_weight: float = 0.3, stem: str = "imagenet",
+              width_multiplier: float = 1.0) -> nn.Module:
   check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
+  _check_small_input_options(stem, width_multiplier)
   return GoogLeNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate,
-                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight)
+                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight,
+                   stem=stem, width_multiplier=width_multiplier)
 
 
 @register("googlenet_torchvision")
 def googlenet_torchvision(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.2,
-                          aux_dropout_rate: float = 0.7, aux_heads: bool = True,
-                          aux_loss_weight: float = 0.3) -> nn.Module:
+                          aux_dropout_rate: float = 0.7, aux_heads: bool = True, aux_loss_weight: float = 0.3,
+                          stem: str = "imagenet", width_multiplier: float = 1.0) -> nn.Module:
   check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
+  _check_small_input_options(stem, width_multiplier)
   return GoogLeNet(num_classes=num_classes, dtype=dtype, torchvision=True, dropout_rate=dropout_rate,
-                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight)
+                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight,
+                   stem=stem, width_multiplier=width_multiplier)

@@ -6,6 +6,13 @@ first two. The head is held as convolutions (7x7, then 1x1, 1x1) with the same p
 the fully connected layers: on a 224x224 input it is exactly the FC head, and on a larger
 image it gives the paper's dense evaluation, a class score map averaged over space.
 `batch_norm=True` adds BatchNorm after every convolution (torchvision's vgg*_bn).
+
+For 28-32 pixel inputs (Fashion-MNIST, CIFAR), `small_input=True` makes two changes, as the
+CIFAR VGGs do: the poolings round up (Caffe's and torch's ceil mode), so that a 28x28 image
+ends in a 1x1 map (28, 14, 7, 4, 2, 1) instead of vanishing at the fifth pooling, and the
+head's first convolution is 1x1 instead of 7x7, the fully connected layer that map needs.
+`width_multiplier` scales every convolution, the head's included. The defaults are the paper's
+networks.
 """
 
 import functools
@@ -35,12 +42,14 @@ class VGG(nn.Module):
   lrn: bool = False
   batch_norm: bool = False
   dropout_rate: float = 0.5
-  width_multiplier: float = 1.0  # below 1 only for quick tests
+  width_multiplier: float = 1.0  # below 1 for quick tests and CPU-sized small-input runs
+  small_input: bool = False  # ceil-mode poolings and a 1x1 head for 28-32 pixel inputs
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if min(x.shape[1:3]) < 224:
-      raise ValueError(f"VGG needs inputs of at least 224x224, got {x.shape[1]}x{x.shape[2]}")
+    if not self.small_input and min(x.shape[1:3]) < 224:
+      raise ValueError(f"VGG needs inputs of at least 224x224 (small_input=True takes 28-32 pixels), got "
+                       f"{x.shape[1]}x{x.shape[2]}")
     width = lambda features: max(1, int(features * self.width_multiplier))
     init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming_normal_
     conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=init)
@@ -60,11 +69,13 @@ class VGG(nn.Module):
         if self.lrn and block_index == 0 and layer_index == 0:
           x = local_response_norm(x)
           index += 1
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      # "SAME" padding makes a 2x2 stride-2 pooling round up; at 224 every map is even and it never pads.
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME" if self.small_input else "VALID")
       index += 1
     head = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID",
                              kernel_init=nn.initializers.normal(0.01))
-    x = nn.relu(head(width(4096), (7, 7), name="classifier.0")(x))
+    head_kernel = 1 if self.small_input else 7
+    x = nn.relu(head(width(4096), (head_kernel, head_kernel), name="classifier.0")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(head(width(4096), (1, 1), name="classifier.3")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -73,10 +84,11 @@ class VGG(nn.Module):
 
 
 def _constructor(config: str, batch_norm: bool):
-  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5,
-            width_multiplier: float = 1.0) -> nn.Module:
+  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, width_multiplier: float = 1.0,
+            small_input: bool = False) -> nn.Module:
     return VGG(num_classes=num_classes, blocks=_CONFIGS[config], dtype=dtype, lrn=config == "a_lrn",
-               batch_norm=batch_norm, dropout_rate=dropout_rate, width_multiplier=width_multiplier)
+               batch_norm=batch_norm, dropout_rate=dropout_rate, width_multiplier=width_multiplier,
+               small_input=small_input)
 
   return build
 
