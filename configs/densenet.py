@@ -90,7 +90,5 @@ def get_config(arg=None):
   p.notes = " ".join(notes)
 
   if a.smoke:
-    batch = c.batch_size
     defaults.make_smoke(c, width_multiplier=0.25, block_sizes=(1, 1, 1, 1))
-    c.learning_rate *= c.batch_size / batch  # the recipe's rate per image: at its full rate 8-image steps diverge
   return c

@@ -88,7 +88,7 @@ def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, 
   before = jax.device_get(state.params)
   for _ in range(config.num_train_steps):
     state, metrics, learning_rate = step(state, sharding.to_global(next(batches), setup.mesh))
-    assert np.isfinite(float(metrics.compute()["loss"])) and float(learning_rate) > 0
+    assert np.isfinite(float(metrics.compute()["loss"])) and float(learning_rate) >= 0  # 0 at a warm-up's start
   assert int(state.nonfinite_step) == -1
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params))]
   assert any(moved), "two steps changed no parameter"
