@@ -43,9 +43,15 @@ class _LeftMinusRight(nn.Module):
     return jnp.stack([difference, -difference], axis=-1)
 
 
-models.register("input_blind_for_tests")(lambda *, num_classes, dtype=jnp.float32: _InputBlind(num_classes, dtype))
-models.register("left_minus_right_for_tests")(
-    lambda *, num_classes, dtype=jnp.float32: _LeftMinusRight(num_classes, dtype))
+@pytest.fixture(autouse=True)
+def _test_models(monkeypatch):
+  """The two test models, registered only while a test of this file runs, so that the registry
+  other tests walk stays the project's."""
+  models.names()  # imports the families first, so that the patch is undone on top of them
+  for name, module in (("input_blind_for_tests", _InputBlind), ("left_minus_right_for_tests", _LeftMinusRight)):
+    monkeypatch.setitem(models._REGISTRY, name,
+                        lambda *, num_classes, dtype=jnp.float32, module=module: module(num_classes, dtype))
+    monkeypatch.setitem(models._NATIVE, name, ((224, 224, 3), 1000))
 
 
 def _coordinate_image(height: int, width: int) -> np.ndarray:
