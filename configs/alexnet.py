@@ -43,19 +43,14 @@ SMOKE = "paper,smoke"
 
 RECIPES = ("paper", "torchvision")
 # The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
-_SUBTRACT_MEAN = f"subtract_mean({tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
 
 
 def _paper_pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{_SUBTRACT_MEAN}")
+  return (f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{defaults.IMAGENET_SUBTRACT_MEAN}",
+          f"{square_op}|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
 
-
-def _torchvision_pp(crop: int, resize: int) -> tuple[str, str]:
-  return (f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{defaults.IMAGENET_NORMALIZE}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
 
 
 def get_config(arg=None):
@@ -93,7 +88,7 @@ def get_config(arg=None):
                "(Table 1). Here: per-channel mean instead of the mean image, plateau schedule instead of by hand.")
   else:
     c.model = "alexnet_torchvision"
-    c.data = defaults.imagenet_data(*_torchvision_pp(224, 256))
+    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256))
     c.batch_size = 256
     c.learning_rate = 0.01
     c.optimizer.weight_decay = 1e-4
@@ -117,6 +112,6 @@ def get_config(arg=None):
       # simulated CPU devices, take about 10 s a step and 10 GB of memory.
       defaults.make_smoke(c, width_multiplier=1 / 16)
     else:
-      c.data.pp_train, c.data.pp_eval = _torchvision_pp(63, 72)
+      c.data.pp_train, c.data.pp_eval = defaults.resnet_pp(63, 72)
       defaults.make_smoke(c)
   return c

@@ -62,10 +62,6 @@ def _paper_pp(crop: int, resize: int) -> tuple[str, str]:
           f"decode(3)|resize_small({resize})|center_crop({crop})|{_SUBTRACT_MEAN}")
 
 
-def _torchvision_pp(crop: int, resize: int) -> tuple[str, str]:
-  return (f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{_NORMALIZE_TF}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{_NORMALIZE_TF}")
-
 
 def get_config(arg=None):
   args = defaults.parse_arg(arg, recipe="paper", smoke=False)
@@ -104,7 +100,7 @@ def get_config(arg=None):
                "bvlc_googlenet's hyperparameters at batch 256, Polyak averaging over the last 50 epochs.")
   else:
     c.model = "googlenet_torchvision"
-    c.data = defaults.imagenet_data(*_torchvision_pp(224, 256))
+    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256, _NORMALIZE_TF))
     c.num_epochs = 90.0
     c.learning_rate = 0.1
     c.optimizer.weight_decay = 1e-4
@@ -123,7 +119,8 @@ def get_config(arg=None):
 
   if args.smoke:
     # Five stride-2 stages: 32x32 inputs leave 1x1 maps before the average pooling.
-    c.data.pp_train, c.data.pp_eval = (_paper_pp if args.recipe == "paper" else _torchvision_pp)(32, 36)
+    small = _paper_pp(32, 36) if args.recipe == "paper" else defaults.resnet_pp(32, 36, _NORMALIZE_TF)
+    c.data.pp_train, c.data.pp_eval = small
     c.averaging.polyak_start_epochs = 0.0  # so that the two steps exercise the averaging
     defaults.make_smoke(c, width_multiplier=1 / 8)
   return c

@@ -39,12 +39,11 @@ INPUT_SIZE = {"accurate": 221, "fast": 231}
 # Shorter sides of the paper's six test scales for the fast model (Table 5, from memory).
 _SCALES = (245, 281, 317, 389, 425, 461)
 # The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
-_SUBTRACT_MEAN = f"subtract_mean({tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
 
 
 def _pp(resize: int, crop: int) -> tuple[str, str]:
-  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|{_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{_SUBTRACT_MEAN}")
+  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|{defaults.IMAGENET_SUBTRACT_MEAN}",
+          f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):

@@ -37,12 +37,12 @@ VARIANTS = ("",)
 # The paper's six test scales (shorter sides), from memory.
 _SCALES = (224, 256, 300, 360, 448, 560)
 # The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
-_SUBTRACT_MEAN = f"subtract_mean({tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
 
 
 def _pp(resize: int, crop: int) -> tuple[str, str]:
-  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|pca_lighting(0.1)|{_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{_SUBTRACT_MEAN}")
+  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
+          f"{defaults.IMAGENET_SUBTRACT_MEAN}",
+          f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):

@@ -92,10 +92,6 @@ def _paper_pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[st
           f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
 
 
-def _torchvision_pp(crop: int, resize: int) -> tuple[str, str]:
-  return (f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{defaults.IMAGENET_NORMALIZE}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
-
 
 def get_config(arg=None):
   args = defaults.parse_arg(arg, config="d", scale="", torchvision=False, bn=False, smoke=False)
@@ -138,7 +134,7 @@ def get_config(arg=None):
     if args.scale:
       raise UserError(f"config argument scale={args.scale}: torchvision's recipe has no training scale to choose")
     defaults.check_choice("config", args.config, tuple(_TORCHVISION_NAMES))
-    c.data = defaults.imagenet_data(*_torchvision_pp(224, 256))
+    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256))
     c.num_epochs = 90.0
     c.learning_rate = 0.1 if args.bn else 0.01
     c.optimizer.weight_decay = 1e-4
@@ -159,7 +155,7 @@ def get_config(arg=None):
   if args.smoke:
     # VGG's 7x7 FC6 needs 224 inputs: the smoke run keeps them and narrows the network instead.
     if torchvision:
-      c.data.pp_train, c.data.pp_eval = _torchvision_pp(224, 224)
+      c.data.pp_train, c.data.pp_eval = defaults.resnet_pp(224, 224)
     else:
       c.data.pp_train, c.data.pp_eval = _paper_pp((224, 256) if scale == "jitter" else (224, 224), 224, 224)
     defaults.make_smoke(c, width_multiplier=1 / 64)

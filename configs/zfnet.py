@@ -32,14 +32,13 @@ VARIANTS = ("a", "b")
 SMOKE = "a,smoke"
 
 # The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
-_SUBTRACT_MEAN = f"subtract_mean({tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
 
 
 def _pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|{_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{_SUBTRACT_MEAN}")
+  return (f"{square_op}|random_crop({crop})|flip_lr|{defaults.IMAGENET_SUBTRACT_MEAN}",
+          f"{square_op}|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):

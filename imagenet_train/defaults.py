@@ -145,8 +145,15 @@ IMAGENET_NORMALIZE = f"normalize(mean={IMAGENET_MEAN}, std={IMAGENET_STD})"
 # training, resized without antialiasing as the Flax example and big_vision do (antialias=True
 # resamples as torchvision does, at about half the speed); the shorter side resized to 256
 # and the central 224 crop for evaluation.
-RESNET_PP_TRAIN = f"decode_and_inception_crop(224, antialias=False)|flip_lr|{IMAGENET_NORMALIZE}"
-RESNET_PP_EVAL = f"decode(3)|resize_small(256)|center_crop(224)|{IMAGENET_NORMALIZE}"
+def resnet_pp(crop: int = 224, resize: int = 256, normalize: str = IMAGENET_NORMALIZE) -> tuple[str, str]:
+  """The (train, eval) specs of that recipe at any size: torchvision's reference script's too."""
+  return (f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{normalize}",
+          f"decode(3)|resize_small({resize})|center_crop({crop})|{normalize}")
+
+
+RESNET_PP_TRAIN, RESNET_PP_EVAL = resnet_pp()
+# The papers that subtracted the mean pixel from 0-255 values: the same mean on that scale.
+IMAGENET_SUBTRACT_MEAN = f"subtract_mean({tuple(round(255 * m, 3) for m in IMAGENET_MEAN)})"
 
 # The (train, eval) splits of the tfds datasets the project documents; "" for none (imagenet_v2
 # is an evaluation set for models trained on imagenet2012).
