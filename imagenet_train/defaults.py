@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.rms_decay = 0.9
   c.optimizer.weight_decay = 1e-4
   c.optimizer.weight_decay_mode = "l2"  # l2: added to every weight's gradient | decoupled: no BN, no biases
+  c.optimizer.weight_decay_exclude = ()  # parameter names decay never touches, e.g. ("slope",): PReLU's
   c.optimizer.grad_clip_norm = 0.0
 
   c.schedule = ml_collections.ConfigDict()

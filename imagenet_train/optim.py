@@ -89,9 +89,26 @@ def learning_rate_factor(opt_state) -> jax.Array | float:
   return 1.0 if factor is None else factor
 
 
-def _decay_mask(params):
-  """Decoupled weight decay skips BatchNorm parameters and biases: every parameter of rank < 2."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+def _decay_mask(mode: str, exclude: tuple[str, ...]):
+  """Which parameters weight decay touches: all of them under l2 (the papers decayed biases and
+  BatchNorm too) but those named in `exclude` (the last part of a parameter's path: PReLU-net
+  decayed no PReLU "slope"); decoupled decay also skips every parameter of rank < 2 (biases and
+  BatchNorm)."""
+
+  def decayed(path, param) -> bool:
+    if getattr(path[-1], "key", None) in exclude:
+      return False
+    return mode == "l2" or param.ndim > 1
+
+  def mask(params):
+    names = {getattr(path[-1], "key", None) for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+    unknown = sorted(set(exclude) - names)
+    if unknown:  # a misspelt name would otherwise decay what the user meant to spare
+      raise UserError(f"--config.optimizer.weight_decay_exclude names {', '.join(unknown)}, which no parameter "
+                      f"of this model is called: use some of {', '.join(sorted(map(str, names)))}")
+    return jax.tree_util.tree_map_with_path(decayed, params)
+
+  return mask
 
 
 def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int):
@@ -111,13 +128,14 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, to
   else:
     raise UserError(f"unknown optimizer {o.name!r}: use sgd, adam or rmsprop in --config.optimizer.name")
   chain = []
+  mask = _decay_mask(o.weight_decay_mode, tuple(o.weight_decay_exclude))
   if o.weight_decay and o.weight_decay_mode == "l2":
-    chain.append(optax.add_decayed_weights(o.weight_decay))
+    chain.append(optax.add_decayed_weights(o.weight_decay, mask=mask))
   if o.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
   chain += direction
   if o.weight_decay and o.weight_decay_mode == "decoupled":
-    chain.append(optax.add_decayed_weights(o.weight_decay, mask=_decay_mask))
+    chain.append(optax.add_decayed_weights(o.weight_decay, mask=mask))
   chain.append(optax.scale_by_learning_rate(schedule))
   if config.schedule.name == "plateau":
     chain.append(scale_by_plateau())

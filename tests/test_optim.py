@@ -66,6 +66,28 @@ def test_weight_decay_modes(mode):
   np.testing.assert_allclose(updates["bias"], (-0.05 if mode == "l2" else 0.0) * np.ones(2), rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["l2", "decoupled"])
+def test_weight_decay_skips_excluded_names(mode):
+  config = schedule_config(name="constant")
+  config.optimizer.momentum = 0.0
+  config.optimizer.weight_decay = 0.5
+  config.optimizer.weight_decay_mode = mode
+  config.optimizer.weight_decay_exclude = ("slope",)
+  tx, _ = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)
+  # PReLU-net's layout: a layer's slopes beside its kernel, one shared slope of rank 0 elsewhere.
+  params = {"conv1": {"kernel": jnp.ones((2, 2))}, "prelu1": {"slope": jnp.ones((2, 2))},
+            "prelu2": {"slope": jnp.ones(())}}
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  np.testing.assert_allclose(updates["conv1"]["kernel"], -0.05 * np.ones((2, 2)), rtol=1e-6)
+  np.testing.assert_array_equal(updates["prelu1"]["slope"], np.zeros((2, 2)))
+  np.testing.assert_array_equal(updates["prelu2"]["slope"], np.zeros(()))
+  config.optimizer.weight_decay_exclude = ("slopes",)
+  tx, _ = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)
+  with pytest.raises(UserError, match="names slopes, which no parameter of this model is called: use some of "
+                                      "kernel, slope"):
+    tx.init(params)
+
+
 def test_unknown_schedule_and_optimizer_are_user_errors():
   with pytest.raises(UserError, match="unknown schedule"):
     optim.learning_rate_schedule(schedule_config(name="linear"), 10, 100)
