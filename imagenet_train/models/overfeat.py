@@ -13,9 +13,12 @@ Dropout 0.5 follows the two hidden FC layers; weights start from N(0, 0.01), bia
 The FC layers are held as convolutions, the first as wide as the last map at the native input
 (6x6 or 5x5), the others 1x1: at the native input this is exactly the FC head, and on a
 larger image it is the paper's dense sliding-window evaluation with the same parameters, a map
-of class scores that is averaged over space. The paper's 3x3 offset pooling for a finer
-stride is an evaluation procedure, not part of the model. The native input is also the
-smallest. `width_multiplier` below 1 narrows every hidden layer, only for quick tests.
+of class scores reduced, as in the paper's Section 3.3, by its spatial maximum for each class
+(the paper then averages these vectors over scales and flips; whether its maps were softmax
+outputs it does not say, so the maximum is taken over the scores). The paper's 3x3 offset
+pooling for a finer stride is an evaluation procedure, not part of the model. The native input
+is also the smallest. `width_multiplier` below 1 narrows every hidden layer, only for quick
+tests.
 """
 
 import functools
@@ -63,7 +66,7 @@ class OverFeat(nn.Module):
       x = nn.relu(conv(width(features), (kernel, kernel), name=f"fc{index}")(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     scores = conv(self.num_classes, (1, 1), name=f"fc{len(self.convs) + len(self.hidden) + 1}")(x)
-    return scores.mean(axis=(1, 2))
+    return scores.max(axis=(1, 2))  # spatial max per class (Section 3.3); 1x1 at the native input
 
 
 def _constructor(model: str):
