@@ -7,11 +7,11 @@ import sys
 
 from imagenet_train import checkpoint, train
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 
 
 def run_cli(*args, devices: int = 1, timeout: int = 300):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(devices)}
   result = subprocess.run([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
   lines = result.stderr.strip().splitlines()

@@ -14,7 +14,7 @@ import pytest
 from imagenet_train import checkpoint, train
 from imagenet_train.data import pipeline
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 
 
 class _Crash(Exception):
@@ -78,7 +78,7 @@ def test_sigterm_saves_a_checkpoint_then_exits(config, tmp_path):
           f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
           "--config.batch_size=16", "--config.num_train_steps=100000", "--config.checkpoint_every_steps=100000",
           "--config.log_every_steps=5"]
-  env = {**os.environ, "XLA_FLAGS": ""}
+  env = {**os.environ, "XLA_FLAGS": xla_flags()}
   process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 120
   while time.time() < deadline and not list(workdir.glob("events.out.tfevents.*")):

@@ -59,15 +59,7 @@ def test_every_variant_loads_with_its_paper_and_a_reproduction_command(name):
     assert config.data.pp_train and config.data.pp_eval
 
 
-# Smoke runs that compiled in under a minute here stay in the default suite; the others (big
-# models whose jitted initialisation alone takes minutes to compile on a CPU) run under
-# `make test-slow` until initialisation gets cheaper.
-QUICK_SMOKE = {"default.py", "lenet5.py", "alexnet.py", "vgg.py", "alexnet_fashion_mnist.py", "vgg_fashion_mnist.py",
-               "overfeat.py", "prelu_net.py"}
-
-
-@pytest.mark.parametrize("name", [name if name in QUICK_SMOKE else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in CONFIG_FILES])
+@pytest.mark.parametrize("name", CONFIG_FILES)
 def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, data_dir):
   """The recipe's model, optimizer and schedule, its training pipeline on fake data, two jitted
   steps on one device (the loop around them is tested once in test_cli and test_protocols)."""

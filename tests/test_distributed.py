@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 from test_bad_input import assert_user_error, run_cli
 from imagenet_train import checkpoint, train
 
@@ -45,7 +45,7 @@ def smoke_args(config, workdir, steps=3):
 
 
 def start(args, devices, process_id=None, port=None, processes=2):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(devices), "JAX_PLATFORMS": "cpu"}
   if process_id is not None:
     args = [*args, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
             f"--process_id={process_id}", "--heartbeat_timeout=10"]
@@ -114,7 +114,7 @@ def test_two_by_two_sweep_runs_four_distinct_runs_and_reports_them(config, tmp_p
           "--config.batch_size=16", "--config.eval_batch_size=50", "--config.num_train_steps=2",
           "--config.async_checkpoints=False"]
   result = subprocess.run([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+                          timeout=900, env={**os.environ, "XLA_FLAGS": xla_flags(1)})
   assert result.returncode == 0, result.stderr[-3000:]
   runs = sorted((tmp_path / "sweeps" / "grid").iterdir())
   assert len(runs) == 4
