@@ -88,21 +88,11 @@ def get_config(arg=None):
                "(Table 1). Here: per-channel mean instead of the mean image, plateau schedule instead of by hand.")
   else:
     c.model = "alexnet_torchvision"
-    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256))
-    c.batch_size = 256
-    c.learning_rate = 0.01
-    c.optimizer.weight_decay = 1e-4
-    c.schedule.name = "steps"
-    c.schedule.boundaries_epochs = (30, 60)
-    c.schedule.decay_factor = 0.1
-    c.evaluation.protocol = "center"
-    c.evaluation.resize, c.evaluation.crop = 256, 224
+    defaults.torchvision_recipe(c, learning_rate=0.01)
 
     p.reference = "torchvision's alexnet (Krizhevsky 2014, arXiv 1404.5997), reference script with --lr 1e-2"
     p.table = "torchvision AlexNet_Weights.IMAGENET1K_V1: acc@1 56.522, acc@5 79.066"
-    p.protocol = "center"
-    p.split = "val"
-    p.top1, p.top5 = round(100 - 56.522, 3), round(100 - 79.066, 3)
+    defaults.torchvision_errors(p, 56.522, 79.066)
     p.notes = "torchvision's reported accuracies as errors; resize 256, central 224 crop."
 
   if args.smoke:

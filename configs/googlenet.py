@@ -54,7 +54,6 @@ SMOKE = "paper,smoke"
 RECIPES = ("paper", "torchvision")
 # bvlc_googlenet's mean pixel (104, 117, 123 in Caffe's BGR order), in RGB.
 _SUBTRACT_MEAN = "subtract_mean((123.0, 117.0, 104.0))"
-_NORMALIZE_TF = "normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))"
 
 
 def _paper_pp(crop: int, resize: int) -> tuple[str, str]:
@@ -100,26 +99,17 @@ def get_config(arg=None):
                "bvlc_googlenet's hyperparameters at batch 256, Polyak averaging over the last 50 epochs.")
   else:
     c.model = "googlenet_torchvision"
-    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256, _NORMALIZE_TF))
-    c.num_epochs = 90.0
-    c.learning_rate = 0.1
-    c.optimizer.weight_decay = 1e-4
-    c.schedule.name = "steps"
-    c.schedule.boundaries_epochs = (30, 60)
-    c.schedule.decay_factor = 0.1
-    c.evaluation.protocol = "center"
-    c.evaluation.resize, c.evaluation.crop = 256, 224
+    defaults.torchvision_recipe(c, normalize=defaults.INCEPTION_NORMALIZE)
 
     p.reference = "torchvision's googlenet, weights ported from TensorFlow (not trained by torchvision)"
     p.table = "torchvision GoogLeNet_Weights.IMAGENET1K_V1: acc@1 69.778, acc@5 89.530"
-    p.protocol = "center"
-    p.top1, p.top5 = round(100 - 69.778, 3), round(100 - 89.530, 3)
+    defaults.torchvision_errors(p, 69.778, 89.530)
     p.notes = ("torchvision's reported accuracies of the ported weights as errors; resize 256, central 224 crop. "
                "This recipe (the reference script's defaults) was never run by torchvision for GoogLeNet.")
 
   if args.smoke:
     # Five stride-2 stages: 32x32 inputs leave 1x1 maps before the average pooling.
-    small = _paper_pp(32, 36) if args.recipe == "paper" else defaults.resnet_pp(32, 36, _NORMALIZE_TF)
+    small = _paper_pp(32, 36) if args.recipe == "paper" else defaults.resnet_pp(32, 36, defaults.INCEPTION_NORMALIZE)
     c.data.pp_train, c.data.pp_eval = small
     c.averaging.polyak_start_epochs = 0.0  # so that the two steps exercise the averaging
     defaults.make_smoke(c, width_multiplier=1 / 8)

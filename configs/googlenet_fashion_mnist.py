@@ -38,27 +38,10 @@ def get_config(arg=None):
   c.model = "googlenet_torchvision"
   c.model_options.stem = "small"
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
-  c.dtype = "bfloat16" if a.full else "float32"  # bf16 buys nothing on a CPU
-  c.data = defaults.fashion_mnist_data(train_ops="flip_lr")
-
-  c.batch_size = 128
-  c.eval_batch_size = 1000
-  c.num_epochs = 30.0 if a.full else 0.5
-  c.learning_rate = 0.1
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0 if a.full else 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 2000
-
+  defaults.fashion_mnist_recipe(c, learning_rate=0.1, epochs=30.0 if a.full else 3.0,
+                                warmup_epochs=1.0 if a.full else 0.25, full=a.full)
   p = c.paper
-  p.reference = "Fashion-MNIST benchmark, zalandoresearch/fashion-mnist README.md"
   p.table = "Benchmark, table of submitted benchmarks: row 'GoogleNet with cross-entropy loss' (Cenk Bircanoglu)"
-  p.protocol = "center"
-  p.split = "test"
   p.top1 = 6.3  # test accuracy 0.937
   p.notes = ("No preprocessing (openface's training code); the row gives no widths, input size or epochs. The "
              "authors list submitted results untested.")

@@ -38,8 +38,6 @@ from imagenet_train import defaults
 VARIANTS = ("",)
 SMOKE = "smoke"
 
-# TF-slim's inception_preprocessing scales pixels to [-1, 1].
-_NORMALIZE = "normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))"
 
 
 def get_config(arg=None):
@@ -49,30 +47,7 @@ def get_config(arg=None):
   c.model_options.aux_heads = True
   c.model_options.aux_loss_weight = 0.4
   c.model_options.dropout_rate = 0.2
-  size = 75 if a.smoke else 299
-  c.data = defaults.imagenet_data(
-      f"decode_and_inception_crop({size}, area=(0.05, 1.0))|flip_lr|color_jitter(0.125, 0.5, 0.5, 0.2)|{_NORMALIZE}",
-      f"decode_and_center_crop({size}, crop_fraction=0.875)|{_NORMALIZE}")
-
-  c.batch_size = 256
-  c.learning_rate = 0.165 * c.batch_size / 256
-  c.optimizer.name = "rmsprop"
-  c.optimizer.rms_decay = 0.9
-  c.optimizer.eps = 1.0
-  c.optimizer.momentum = 0.9
-  c.optimizer.grad_clip_norm = 2.0
-  c.optimizer.weight_decay = 4e-5
-  c.optimizer.weight_decay_mode = "l2"
-  c.num_epochs = 100.0
-  c.schedule.name = "exponential"
-  c.schedule.decay_every_epochs = 2.0
-  c.schedule.decay_factor = 0.94
-  c.label_smoothing = 0.1
-  c.averaging.ema_decay = 0.9999
-
-  c.evaluation.protocol = "center"
-  c.evaluation.resize, c.evaluation.crop = 342, 299  # torchvision's 299 of 342, the same 87.5%
-  c.evaluation.googlenet_scales = (342, 384, 427, 470)  # GoogLeNet's 256-352 scaled to the 299 crop
+  defaults.inception_recipe(c, size=75 if a.smoke else 299, epochs=100.0, grad_clip_norm=2.0)
 
   p = c.paper
   p.reference = "Szegedy, Vanhoucke, Ioffe, Shlens and Wojna, CVPR 2016 (arXiv 1512.00567)"

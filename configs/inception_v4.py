@@ -39,8 +39,6 @@ VARIANTS = ("v4", "resnet_v2")
 SMOKE = "v4,smoke"
 
 MODELS = {"v4": "inception_v4", "resnet_v2": "inception_resnet_v2"}
-# TF-slim's inception_preprocessing scales pixels to [-1, 1].
-_NORMALIZE = "normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))"
 # Validation errors in percent from memory of the paper: (single crop top-1, top-5, 144 crops top-1, top-5).
 _PAPER = {"v4": (20.0, 5.0, 17.7, 3.8, "Inception-v4"), "resnet_v2": (19.9, 4.9, 17.8, 3.7, "Inception-ResNet-v2")}
 
@@ -51,29 +49,7 @@ def get_config(arg=None):
   c = defaults.base_config()
   c.model = MODELS[a.model]
   c.model_options.dropout_rate = 0.2
-  size = 75 if a.smoke else 299
-  c.data = defaults.imagenet_data(
-      f"decode_and_inception_crop({size}, area=(0.05, 1.0))|flip_lr|color_jitter(0.125, 0.5, 0.5, 0.2)|{_NORMALIZE}",
-      f"decode_and_center_crop({size}, crop_fraction=0.875)|{_NORMALIZE}")
-
-  c.batch_size = 256
-  c.learning_rate = 0.165 * c.batch_size / 256
-  c.optimizer.name = "rmsprop"
-  c.optimizer.rms_decay = 0.9
-  c.optimizer.eps = 1.0
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 4e-5
-  c.optimizer.weight_decay_mode = "l2"
-  c.num_epochs = 160.0
-  c.schedule.name = "exponential"
-  c.schedule.decay_every_epochs = 2.0
-  c.schedule.decay_factor = 0.94
-  c.label_smoothing = 0.1
-  c.averaging.ema_decay = 0.9999
-
-  c.evaluation.protocol = "center"
-  c.evaluation.resize, c.evaluation.crop = 342, 299  # the same central 87.5% for the crop protocols
-  c.evaluation.googlenet_scales = (342, 384, 427, 470)  # GoogLeNet's 256-352 scaled to the 299 crop
+  defaults.inception_recipe(c, size=75 if a.smoke else 299, epochs=160.0)
 
   top1, top5, top1_144, top5_144, name = _PAPER[a.model]
   p = c.paper

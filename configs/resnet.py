@@ -64,7 +64,6 @@ def get_config(arg=None):
   c.model_options.stride_on = "1x1" if a.version == "v1" else "3x3"  # only bottlenecks have a 1x1 to stride
   c.model_options.shortcut = "A" if a.depth < 50 and a.version != "torchvision" else "B"
   crop, resize = (32, 36) if a.smoke else (224, 256)
-  pp_eval = f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}"
 
   c.batch_size = 256
   c.learning_rate = 0.1
@@ -73,24 +72,16 @@ def get_config(arg=None):
   c.optimizer.weight_decay_mode = "l2"
   p = c.paper
   if a.version == "torchvision":
-    # defaults.RESNET_PP_TRAIN at the crop size
-    c.data = defaults.imagenet_data(
-        f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{defaults.IMAGENET_NORMALIZE}", pp_eval)
-    c.num_epochs = 90.0
-    c.schedule.name = "steps"
-    c.schedule.boundaries_epochs = (30, 60)
-    c.evaluation.protocol = "center"
-    acc1, acc5 = _TORCHVISION[a.depth]
+    defaults.torchvision_recipe(c, crop=crop, resize=resize)
     p.reference = f"torchvision weights metadata (ResNet{a.depth}_Weights.IMAGENET1K_V1)"
     p.table = "acc@1 / acc@5 on ImageNet-1K val, shorter side 256, center 224 crop"
-    p.protocol = "center"
-    p.top1, p.top5 = round(100 - acc1, 3), round(100 - acc5, 3)
+    defaults.torchvision_errors(p, *_TORCHVISION[a.depth])
     p.notes = "torchvision's reference script with its defaults; errors are 100 minus its accuracies."
   else:
     shortest, longest = (32, 60) if a.smoke else (256, 480)  # the range of the shorter side
     c.data = defaults.imagenet_data(
         f"decode(3)|random_resize_small({shortest}, {longest})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-        f"{defaults.IMAGENET_NORMALIZE}", pp_eval)
+        f"{defaults.IMAGENET_NORMALIZE}", defaults.resnet_pp(crop, resize)[1])
     c.num_epochs = 120.0  # 600,000 iterations of 256
     c.schedule.name = "plateau"
     c.schedule.plateau.patience = 4

@@ -54,7 +54,7 @@ def get_config(arg=None):
   c.model_options.stride_on = "3x3"
   c.model_options.shortcut = "B"
   crop, resize = (32, 36) if a.smoke else (224, 256)
-  pp_eval = f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}"
+  pp_train_torchvision, pp_eval = defaults.resnet_pp(crop, resize)
 
   c.batch_size = 256
   c.learning_rate = 0.1
@@ -71,15 +71,12 @@ def get_config(arg=None):
   p.protocol = "center"
   p.split = "val"
   if a.recipe == "torchvision":
-    # defaults.RESNET_PP_TRAIN at the crop size
-    c.data = defaults.imagenet_data(
-        f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{defaults.IMAGENET_NORMALIZE}", pp_eval)
+    c.data = defaults.imagenet_data(pp_train_torchvision, pp_eval)
     if a.model == "101_32x8d":
       c.batch_size, c.learning_rate = 1024, 0.4
-    acc1, acc5 = _TORCHVISION[a.model]
     p.reference = f"torchvision weights metadata (ResNeXt{a.model.upper()}_Weights.IMAGENET1K_V1)"
     p.table = "acc@1 / acc@5 on ImageNet-1K val, shorter side 256, center 224 crop"
-    p.top1, p.top5 = round(100 - acc1, 3), round(100 - acc5, 3)
+    defaults.torchvision_errors(p, *_TORCHVISION[a.model])
     p.notes = "torchvision's reference recipe; errors are 100 minus its accuracies."
   else:
     # fb.resnet.torch's order: crop, color jitter, lighting, normalisation, flip; the flip commutes with the

@@ -134,22 +134,13 @@ def get_config(arg=None):
     if args.scale:
       raise UserError(f"config argument scale={args.scale}: torchvision's recipe has no training scale to choose")
     defaults.check_choice("config", args.config, tuple(_TORCHVISION_NAMES))
-    c.data = defaults.imagenet_data(*defaults.resnet_pp(224, 256))
-    c.num_epochs = 90.0
-    c.learning_rate = 0.1 if args.bn else 0.01
-    c.optimizer.weight_decay = 1e-4
-    c.schedule.name = "steps"
-    c.schedule.boundaries_epochs = (30, 60)
-    c.schedule.decay_factor = 0.1
-    c.evaluation.protocol = "center"
-    c.evaluation.resize, c.evaluation.crop = 256, 224
+    defaults.torchvision_recipe(c, learning_rate=0.1 if args.bn else 0.01)
 
     name = _TORCHVISION_NAMES[args.config] + ("_bn" if args.bn else "")
     acc1, acc5 = _TORCHVISION[c.model]
     p.reference = f"torchvision's {name}, reference script" + ("" if args.bn else " with --lr 1e-2")
     p.table = f"torchvision {name.upper()}_Weights.IMAGENET1K_V1: acc@1 {acc1}, acc@5 {acc5}"
-    p.protocol = "center"
-    p.top1, p.top5 = round(100 - acc1, 3), round(100 - acc5, 3)
+    defaults.torchvision_errors(p, acc1, acc5)
     p.notes = "torchvision's reported accuracies as errors; resize 256, central 224 crop."
 
   if args.smoke:

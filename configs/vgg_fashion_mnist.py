@@ -34,27 +34,10 @@ def get_config(arg=None):
   c.model = "vgg_d_bn"
   c.model_options.small_input = True
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
-  c.dtype = "bfloat16" if a.full else "float32"  # bf16 buys nothing on a CPU
-  c.data = defaults.fashion_mnist_data(train_ops="flip_lr")
-
-  c.batch_size = 128
-  c.eval_batch_size = 1000
-  c.num_epochs = 30.0 if a.full else 2.0
-  c.learning_rate = 0.05
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0 if a.full else 0.25
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 2000
-
+  defaults.fashion_mnist_recipe(c, learning_rate=0.05, epochs=30.0 if a.full else 12.0,
+                                warmup_epochs=1.0 if a.full else 0.5, full=a.full)
   p = c.paper
-  p.reference = "Fashion-MNIST benchmark, zalandoresearch/fashion-mnist README.md"
   p.table = "Benchmark, table of submitted benchmarks: row 'VGG16 26M parameters' (@QuantumLiu, Keras)"
-  p.protocol = "center"
-  p.split = "test"
   p.top1 = 6.5  # test accuracy 0.935
   p.notes = ("No preprocessing; a Keras VGG16 of 26 M parameters whose input size, BatchNorm and epochs the row "
              "does not give. The authors list submitted results untested.")

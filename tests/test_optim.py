@@ -51,16 +51,23 @@ def test_plateau_divides_by_ten_after_patience_runs_out():
   np.testing.assert_allclose(updates["w"], -0.1 * 0.01 * (1 + 1e-4) * np.ones(3), rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["l2", "decoupled"])
-def test_weight_decay_modes(mode):
+def decay_only(mode: str, exclude: tuple[str, ...] = ()):
+  """An optimizer whose updates, for zero gradients, are -0.1 x 0.5 x each decayed parameter."""
   config = schedule_config(name="constant")
   config.optimizer.momentum = 0.0
   config.optimizer.weight_decay = 0.5
   config.optimizer.weight_decay_mode = mode
-  tx, _ = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)
-  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
-  zero_grads = jax.tree.map(jnp.zeros_like, params)
-  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  config.optimizer.weight_decay_exclude = exclude
+  return optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)[0]
+
+
+def zero_grad_updates(tx, params):
+  return tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)[0]
+
+
+@pytest.mark.parametrize("mode", ["l2", "decoupled"])
+def test_weight_decay_modes(mode):
+  updates = zero_grad_updates(decay_only(mode), {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)})
   np.testing.assert_allclose(updates["kernel"], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
   # The papers decayed every weight; decoupled decay leaves biases (and BatchNorm) alone.
   np.testing.assert_allclose(updates["bias"], (-0.05 if mode == "l2" else 0.0) * np.ones(2), rtol=1e-6)
@@ -68,24 +75,17 @@ def test_weight_decay_modes(mode):
 
 @pytest.mark.parametrize("mode", ["l2", "decoupled"])
 def test_weight_decay_skips_excluded_names(mode):
-  config = schedule_config(name="constant")
-  config.optimizer.momentum = 0.0
-  config.optimizer.weight_decay = 0.5
-  config.optimizer.weight_decay_mode = mode
-  config.optimizer.weight_decay_exclude = ("slope",)
-  tx, _ = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)
-  # PReLU-net's layout: a layer's slopes beside its kernel, one shared slope of rank 0 elsewhere.
+  # Slopes beside a kernel, one of rank 2 (which decoupled decay's rank rule alone would decay)
+  # and one shared slope of rank 0.
   params = {"conv1": {"kernel": jnp.ones((2, 2))}, "prelu1": {"slope": jnp.ones((2, 2))},
             "prelu2": {"slope": jnp.ones(())}}
-  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  updates = zero_grad_updates(decay_only(mode, exclude=("slope",)), params)
   np.testing.assert_allclose(updates["conv1"]["kernel"], -0.05 * np.ones((2, 2)), rtol=1e-6)
   np.testing.assert_array_equal(updates["prelu1"]["slope"], np.zeros((2, 2)))
   np.testing.assert_array_equal(updates["prelu2"]["slope"], np.zeros(()))
-  config.optimizer.weight_decay_exclude = ("slopes",)
-  tx, _ = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)
   with pytest.raises(UserError, match="names slopes, which no parameter of this model is called: use some of "
                                       "kernel, slope"):
-    tx.init(params)
+    decay_only(mode, exclude=("slopes",)).init(params)
 
 
 def test_unknown_schedule_and_optimizer_are_user_errors():
