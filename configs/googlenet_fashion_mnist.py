@@ -13,17 +13,18 @@ convolution and the max pooling after it goes, so the stem shrinks the image by 
 pool their 7x7 grid to 4x4. One input channel.
 
 The default argument is sized for a 2-core CPU: `width_multiplier=0.125` (every convolution and
-the auxiliary FC layers at an eighth of their widths; 0.16 M parameters) for half an epoch: its
-57 small convolutions train at about 80 images/s here, and compiling the step took about 75 s.
+the auxiliary FC layers at an eighth of their widths; 0.16 M parameters) for 3 epochs: its 57
+small convolutions make it the slowest of the track on a CPU (`benchmarks/step_throughput.py`
+measured its step at about 400 images/s on an idle 2-core CPU, against about 1,000 for ResNet-18).
 `full` is the paper's widths (9.95 M parameters with the auxiliary heads) for 30 epochs, for a
 GPU. Recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate 0.1 with a warm-up of a
-tenth of an epoch (one epoch for `full`) and cosine decay, weight decay 5e-4 on every weight,
+quarter of an epoch (one epoch for `full`) and cosine decay, weight decay 5e-4 on every weight,
 random horizontal flips, fp32 on the CPU (bf16 for `full`). `:smoke` runs two steps of a
 narrower one (`SMOKE`).
 
-Measured with the default argument on a 2-core x86-64 CPU shared with other jobs, no
-accelerator: 84.64% test accuracy (top-5 99.67%) after half an epoch, 460 s of wall time, 25 s
-of it evaluation, 69 training images/s (the compilation counted in). Not measured: `full`.
+Measured with the default argument on an otherwise idle 2-core x86-64 CPU, no accelerator:
+90.90% test accuracy (top-5 99.87%) after 3 epochs, 460 s of wall time, 12 s of it
+evaluation, 401 training images/s (the compilation counted in). Not measured: `full`.
 """
 
 from imagenet_train import defaults

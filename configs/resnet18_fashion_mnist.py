@@ -10,17 +10,17 @@ CIFAR ResNets' stem); the four stages then see 28, 14, 7 and 4 pixels. Everythin
 ResNet-18 of He et al. (2015) with torchvision's v1.5 blocks. One input channel.
 
 The default argument is sized for a 2-core CPU: `width=8` (stage widths 8, 16, 32 and 64;
-0.18 M parameters; width 16 ran at 64 images/s here, about a fifth of width 8's speed) for 2
-epochs, with a quarter-epoch warm-up and random horizontal flips. `full` is the network at its
+0.18 M parameters; width 16 ran at about a fifth of width 8's speed on a loaded CPU) for 8
+epochs, with a half-epoch warm-up and random horizontal flips. `full` is the network at its
 own widths (64 to 512; 11.2 M parameters) for 30 epochs with two warm-up epochs and random
 crops (4-pixel zero padding) as well, for a GPU; its train step runs at about 10 images/s on
 this project's 2-core CPUs (`make bench`). Both: SGD with Nesterov momentum 0.9, batch 128,
 learning rate 0.1 with cosine decay, weight decay 5e-4 on every weight, fp32 on the CPU, bf16
 for `full`. `:smoke` runs two steps of a narrower one (`SMOKE`).
 
-Measured with the default argument on a 2-core x86-64 CPU shared with other jobs, no
-accelerator: 91.20% test accuracy (top-5 99.88%) after 2 epochs, 578 s of wall time, 28 s of it
-evaluation, 218 training images/s. Not measured: `full` (the benchmark's ResNet18 row reports
+Measured with the default argument on an otherwise idle 2-core x86-64 CPU, no accelerator:
+93.15% test accuracy (top-5 99.96%) after 8 epochs, 428 s of wall time, 17 s of it
+evaluation, 1,166 training images/s. Not measured: `full` (the benchmark's ResNet18 row reports
 94.9%).
 """
 
