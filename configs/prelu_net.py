@@ -55,14 +55,14 @@ VARIANTS = ("",)
 
 # Table 4's three test scales (shorter sides) of multi-scale dense testing.
 _SCALES = (256, 384, 480)
-# The per-channel ImageNet mean on the 0..255 scale (section 3 subtracts the per-pixel mean).
-_SUBTRACT_MEAN = f"subtract_mean(mean={tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
 
 
 def _pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[str, str]:
+  """Section 3's augmentation; inputs less the per-channel ImageNet mean on the 0..255 scale (the
+  paper subtracts the per-pixel mean)."""
   return (f"decode(3)|random_resize_small({shorter[0]}, {shorter[1]})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-          f"{_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{_SUBTRACT_MEAN}")
+          f"{defaults.IMAGENET_SUBTRACT_MEAN}",
+          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):

@@ -95,6 +95,9 @@ def _decay_mask(mode: str, exclude: tuple[str, ...]):
   decayed no PReLU "slope"); decoupled decay also skips every parameter of rank < 2 (biases and
   BatchNorm)."""
 
+  if mode == "l2" and not exclude:
+    return None  # every parameter: optax keeps no mask state, the optimizer state earlier checkpoints hold
+
   def decayed(path, param) -> bool:
     if getattr(path[-1], "key", None) in exclude:
       return False

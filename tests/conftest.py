@@ -8,11 +8,6 @@ import os
 QUICK_COMPILE = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
                                     QUICK_COMPILE])
-
-
-def xla_flags(devices: int | None = None) -> str:
-  """XLA_FLAGS for a subprocess of the tests: `devices` simulated CPU devices (XLA's default: one)."""
-  return " ".join(filter(None, [devices and f"--xla_force_host_platform_device_count={devices}", QUICK_COMPILE]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import importlib.util
@@ -26,6 +21,11 @@ from imagenet_train.data import fashion_mnist_local
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEBIAN_DIR = fashion_mnist_local.DEFAULT_MANUAL_DIR
 NUM_TRAIN, NUM_TEST = 512, 250  # 250 divides no batch size the tests use
+
+
+def xla_flags(devices: int | None = None) -> str:
+  """XLA_FLAGS for a subprocess of the tests: `devices` simulated CPU devices (XLA's default: one)."""
+  return " ".join(filter(None, [devices and f"--xla_force_host_platform_device_count={devices}", QUICK_COMPILE]))
 
 
 def load_config(name: str = "default.py", arg: str | None = None):

@@ -93,8 +93,10 @@ class PReLUNet(nn.Module):
         x = conv(width(features), (3, 3), padding=1, name=f"conv{stage}_{index}")(x)
         x = PReLU(name=f"prelu{stage}_{index}")(x)
     x = spatial_pyramid_pool(x, self.levels)
-    dense = lambda features, name: nn.Dense(features, dtype=self.dtype, name=name,
-                                            kernel_init=nn.initializers.normal(_FC_STDDEVS[name]))
+
+    def dense(features, name):
+      return nn.Dense(features, dtype=self.dtype, name=name, kernel_init=nn.initializers.normal(_FC_STDDEVS[name]))
+
     for name in ("fc1", "fc2"):
       x = PReLU(name=f"prelu_{name}")(dense(width(4096), name)(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
