@@ -8,7 +8,7 @@ CONFIG ?= configs/default.py
 
 TORCH_VENV := .venv-torch
 
-.PHONY: setup train test test-slow test-torchvision bench bench-input clean
+.PHONY: setup lint train test test-slow test-torchvision bench bench-input clean
 
 # The stamp is rebuilt only when the pins change, so a second `make setup` is instant.
 $(BIN)/.installed: requirements.txt pyproject.toml
@@ -31,8 +31,13 @@ setup: $(BIN)/.installed
 train: setup
 	$(BIN)/python -m imagenet_train train --config=$(CONFIG) --workdir=$(WORKDIR)
 
-# Two pytest workers: most of the suite's time is XLA compiling on one core at a time.
-test: setup
+# Style first, in seconds: the formatter and linter configured in pyproject.toml. Then two pytest
+# workers: most of the suite's time is XLA compiling on one core at a time.
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q -rs -n 2 tests
 
 # Compiles and runs a train step of every model the default suite only traces (about an hour here).

@@ -34,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from imagenet_train import defaults  # noqa: E402
+from imagenet_train.config import recipes  # noqa: E402
 from imagenet_train.data import fake_imagenet, pipeline, prepare  # noqa: E402
 
 _IMAGES = flags.DEFINE_integer("images", 1500, "Training images to generate (validation: a third as many).")
@@ -96,7 +96,7 @@ def baseline_eval(builder, batch: int):
 
 
 def project_data(builder_dir: str, **fields):
-  data = defaults.imagenet_data()
+  data = recipes.imagenet_data()
   data.data_dir = builder_dir
   data.update(fields)
   return data
@@ -139,7 +139,7 @@ def main(argv):
   data_dir = os.path.dirname(os.path.dirname(str(builder.data_dir)))
   batch = _BATCH.value
   cached = project_data(data_dir, cache_eval=True)
-  plain_resize = project_data(data_dir, pp_eval=defaults.RESNET_PP_EVAL.replace("(256)", "(256, antialias=False)"))
+  plain_resize = project_data(data_dir, pp_eval=recipes.RESNET_PP_EVAL.replace("(256)", "(256, antialias=False)"))
   pipelines = {
       "baseline train": ("train", lambda: baseline_train(builder, batch)),
       "project train (ResNet recipe)": ("train", lambda: project_train(project_data(data_dir), batch)),

@@ -20,11 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from imagenet_train import models, sharding, train
-from imagenet_train.models import counting
+from imagenet_train import models, sharding
+from imagenet_train import state as state_lib
+from imagenet_train import step as step_lib
+from imagenet_train.config.schema import base_config
 from imagenet_train.data import DatasetInfo
-from imagenet_train.defaults import base_config
 from imagenet_train.errors import UserError
+from imagenet_train.models import counting
 
 _MODEL = flags.DEFINE_string("model", "resnet50", "Registered model name.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Global batch size.")
@@ -43,20 +45,20 @@ def measure(name: str, batch: int, image_size: int, dtype: str, steps: int, warm
   config = base_config()
   config.model, config.dtype, config.batch_size = name, dtype, batch
   config.model_options.update(options or {})
-  config.optimizer.nesterov = True
+  config.optimizer.sgd.nesterov = True
   config.num_train_steps = 1000
   mesh = sharding.create_mesh()
-  train.check_batch_sizes(config, mesh)
-  setup = train.build(config, mesh, DatasetInfo(num_classes, shape, num_train_examples=batch * 1000,
+  state_lib.check_batch_sizes(config, mesh)
+  setup = state_lib.build(config, mesh, DatasetInfo(num_classes, shape, num_train_examples=batch * 1000,
                                                 num_eval_examples=batch))
-  state = jax.jit(lambda: train.init_state(setup.model, setup.tx, shape, 0), out_shardings=setup.state_sharding)()
+  state = setup.initial_state()
   rng = np.random.default_rng(0)
   batch_arrays = jax.device_put(
       {"image": rng.standard_normal((batch, *shape), dtype=np.float32),
        "label": rng.integers(0, num_classes, batch).astype(np.int32)}, sharding.batch_sharding(mesh))
   variables = {"params": setup.abstract_state.params, "batch_stats": setup.abstract_state.batch_stats}
   multiply_adds = counting.multiply_adds(setup.model, variables, shape)
-  step = train.jit_train_step(setup)
+  step = step_lib.jit_train_step(setup)
   start = time.perf_counter()
   compiled = step.lower(state, batch_arrays).compile()
   compile_s = time.perf_counter() - start
@@ -99,7 +101,7 @@ def main(argv):
                     options)
     except UserError as error:
       if len(names) == 1:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
       print(f"| {name:36s} | skipped: {error}", flush=True)  # one model's options must not stop the table
       continue
     print(f"| {row['model']:36s} | {row['batch']:5d} | {row['input']:11s} | {row['dtype']:8s} | "

@@ -32,38 +32,36 @@ Where `paper` departs from the paper, and why:
   schedule divides after two evaluations (one per epoch) without a 0.1-point gain in top-1.
 
 Hardware and time, estimates: the paper took 5-6 days on two GTX 580 3GB. On one H100 the step
-runs at about 34,000 images/s (torchvision AlexNet, anchors.md), so JPEG decoding sets the
-pace: at about 8,000 images/s on a 16-core host, 90 epochs take about 4 hours.
+runs at about 34,000 images/s (torchvision's AlexNet, measured with torch.compile in bf16 at
+batch 256), so JPEG decoding sets the pace: at about 8,000 images/s on a 16-core host, 90 epochs take about 4 hours.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("paper", "torchvision")
 SMOKE = "paper,smoke"
 
 RECIPES = ("paper", "torchvision")
-# The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
 
 
 def _paper_pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{defaults.IMAGENET_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
-
+  return (f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_SUBTRACT_MEAN}",
+          f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, recipe="paper", smoke=False)
-  defaults.check_choice("recipe", args.recipe, RECIPES)
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, recipe="paper", smoke=False)
+  arguments.check_choice("recipe", args.recipe, RECIPES)
+  c = schema.base_config()
   p = c.paper
   c.num_epochs = 90.0
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay_mode = "l2"
   if args.recipe == "paper":
     c.model = "alexnet"
-    c.data = defaults.imagenet_data(*_paper_pp(256, 227))
+    c.data = recipes.imagenet_data(*_paper_pp(256, 227))
     c.batch_size = 128
     c.learning_rate = 0.01
     c.optimizer.weight_decay = 5e-4
@@ -88,11 +86,11 @@ def get_config(arg=None):
                "(Table 1). Here: per-channel mean instead of the mean image, plateau schedule instead of by hand.")
   else:
     c.model = "alexnet_torchvision"
-    defaults.torchvision_recipe(c, learning_rate=0.01)
+    recipes.torchvision_recipe(c, learning_rate=0.01)
 
     p.reference = "torchvision's alexnet (Krizhevsky 2014, arXiv 1404.5997), reference script with --lr 1e-2"
     p.table = "torchvision AlexNet_Weights.IMAGENET1K_V1: acc@1 56.522, acc@5 79.066"
-    defaults.torchvision_errors(p, 56.522, 79.066)
+    recipes.torchvision_errors(p, 56.522, 79.066)
     p.notes = "torchvision's reported accuracies as errors; resize 256, central 224 crop."
 
   if args.smoke:
@@ -100,8 +98,8 @@ def get_config(arg=None):
       c.data.pp_train, c.data.pp_eval = _paper_pp(72, 67)
       # A sixteenth of the widths: the full network's 61 M parameters, replicated on each of the tests' 8
       # simulated CPU devices, take about 10 s a step and 10 GB of memory.
-      defaults.make_smoke(c, width_multiplier=1 / 16)
+      smoke.make_smoke(c, width_multiplier=1 / 16)
     else:
-      c.data.pp_train, c.data.pp_eval = defaults.resnet_pp(63, 72)
-      defaults.make_smoke(c)
+      c.data.pp_train, c.data.pp_eval = recipes.resnet_pp(63, 72)
+      smoke.make_smoke(c)
   return c

@@ -28,22 +28,22 @@ The comparison row: the Fashion-MNIST benchmark's only AlexNet was trained with 
 loss, not cross-entropy (see the paper block's notes).
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("", "full", "smoke")
 SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, full=False, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, full=False, smoke=False)
+  c = schema.base_config()
   c.model = "alexnet"
   c.model_options.stem = "small"
   c.model_options.initializer = "he"  # from the paper's N(0, 0.01) a narrow AlexNet stays at chance for long
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
   # XLA's CPU backend runs grouped convolutions at under half the speed of plain ones.
   c.model_options.towers = 2 if a.full else 1
-  defaults.fashion_mnist_recipe(c, learning_rate=0.03, epochs=30.0 if a.full else 15.0,
+  recipes.fashion_mnist_recipe(c, learning_rate=0.03, epochs=30.0 if a.full else 15.0,
                                 warmup_epochs=1.0 if a.full else 0.5, full=a.full)
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'AlexNet with Triplet loss' (Cenk Bircanoglu)"
@@ -52,5 +52,5 @@ def get_config(arg=None):
              "the row gives no widths, input size or epochs. The authors list submitted results untested.")
 
   if a.smoke:
-    defaults.make_smoke(c, width_multiplier=1 / 16)
+    smoke.make_smoke(c, width_multiplier=1 / 16)
   return c

@@ -18,7 +18,7 @@ on the central 224 crop of the image resized to 256.
 Add `smoke` for two steps at 32x32, the smallest input the model takes, on fake ILSVRC2012 data.
 
 Hardware and time (estimates, not measurements): at 2.0 G multiply-adds, scaled from the
-anchors' torchvision GoogLeNet (6,000 images/s at 1.5 G on one H100) to about 4,500 images/s,
+measured torchvision GoogLeNet (6,000 images/s at 1.5 G on one H100) to about 4,500 images/s,
 100 epochs (128 M images) take about 8 H100-hours, one hour on 8 GPUs if the input pipeline
 keeps up (about one CPU core per 500 images/s).
 
@@ -31,25 +31,25 @@ recipe's, divided by 5) nor the normalisation (ImageNet's per-channel mean and s
 bf16 compute.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("",)
 SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "bn_inception"
   c.model_options.dropout_rate = 0.0
   crop, resize = (32, 36) if a.smoke else (224, 256)
-  c.data = defaults.imagenet_data(
-      f"decode_and_inception_crop({crop})|flip_lr|{defaults.IMAGENET_NORMALIZE}",
-      f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
+  c.data = recipes.imagenet_data(
+      f"decode_and_inception_crop({crop})|flip_lr|{recipes.IMAGENET_NORMALIZE}",
+      f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
 
   c.batch_size = 256
   c.learning_rate = 0.045 * c.batch_size / 32
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 4e-5
   c.optimizer.weight_decay_mode = "l2"
   c.num_epochs = 100.0
@@ -77,6 +77,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

@@ -17,19 +17,19 @@ The comparison row: the Fashion-MNIST benchmark has no LeNet-5; its nearest arch
 two convolutions and three fully connected layers, is in the paper block.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("", "smoke")
 SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "lenet5"
   c.model_options.activation = "relu"
   c.model_options.pooling = "max"
-  defaults.fashion_mnist_recipe(c, learning_rate=0.1, epochs=9.0, warmup_epochs=1.0)
+  recipes.fashion_mnist_recipe(c, learning_rate=0.1, epochs=9.0, warmup_epochs=1.0)
   c.batch_size = 256
   c.log_every_steps = 200
   c.eval_every_epochs = 3.0
@@ -43,5 +43,5 @@ def get_config(arg=None):
              "The authors list submitted results untested.")
 
   if a.smoke:
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
   return c

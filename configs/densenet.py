@@ -18,7 +18,7 @@ Add `,smoke` for two steps of a narrow, one-layer-per-block DenseNet-121 on fake
 data (`SMOKE`).
 
 Hardware and time (estimates, not measurements): DenseNets are bound by memory traffic more
-than by multiply-adds, so the estimate assumes 70% of the anchors' ResNet-50 rate per
+than by multiply-adds, so the estimate assumes 70% of the measured ResNet-50 rate per
 multiply-add (5,000 images/s in bf16 on one H100 at 4.1 G): about 6, 8, 10 and 13 H100-hours
 for 90 epochs of DenseNet-121, -169, -201 and -264, and about 19 for DenseNet-161's 100.
 
@@ -28,7 +28,7 @@ weights were ported from these Torch models, not trained with a torchvision reci
 is no torchvision variant.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("121", "169", "201", "264", "161")
 SMOKE = "121,smoke"
@@ -41,22 +41,22 @@ _TORCHVISION = {121: (74.434, 91.972), 161: (77.138, 93.560), 169: (75.600, 92.8
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, depth=121, smoke=False)
-  defaults.check_choice("depth", a.depth, (121, 169, 201, 264, 161))
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, depth=121, smoke=False)
+  arguments.check_choice("depth", a.depth, (121, 169, 201, 264, 161))
+  c = schema.base_config()
   c.model = f"densenet{a.depth}"
   crop, resize = (32, 36) if a.smoke else (224, 256)
   # fb.resnet.torch's order: crop, color jitter, lighting, normalisation, flip; the flip commutes with the
   # normalisation, which comes last so that the accelerator can do it.
-  c.data = defaults.imagenet_data(
+  c.data = recipes.imagenet_data(
       f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
-      f"{defaults.IMAGENET_NORMALIZE}",
-      f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
+      f"{recipes.IMAGENET_NORMALIZE}",
+      f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
 
   c.batch_size = 256
   c.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
+  c.optimizer.sgd.momentum = 0.9
+  c.optimizer.sgd.nesterov = True
   c.optimizer.weight_decay = 1e-4
   c.optimizer.weight_decay_mode = "l2"
   c.num_epochs = 90.0
@@ -90,5 +90,5 @@ def get_config(arg=None):
   p.notes = " ".join(notes)
 
   if a.smoke:
-    defaults.make_smoke(c, width_multiplier=0.25, block_sizes=(1, 1, 1, 1))
+    smoke.make_smoke(c, width_multiplier=0.25, block_sizes=(1, 1, 1, 1))
   return c

@@ -40,13 +40,13 @@ size, weight decay or length: DistBelief trained it asynchronously on CPUs):
   expects 0-255 pixels.
 
 Hardware and time, estimates: on one H100 torchvision's GoogLeNet step (no auxiliary heads)
-runs at about 6,000 images/s (anchors.md), so the 250 epochs of `paper` take about 15 hours
+runs at about 6,000 images/s (measured, torch.compile, bf16), so the 250 epochs of `paper` take about 15 hours
 (`--config.num_epochs=60 --config.averaging.polyak_start_epochs=48` is bvlc_googlenet's quick
 solver's length) and `torchvision`'s 90
 epochs about 5.5 hours.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("paper", "torchvision")
 SMOKE = "paper,smoke"
@@ -63,17 +63,17 @@ def _paper_pp(crop: int, resize: int) -> tuple[str, str]:
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, recipe="paper", smoke=False)
-  defaults.check_choice("recipe", args.recipe, RECIPES)
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, recipe="paper", smoke=False)
+  arguments.check_choice("recipe", args.recipe, RECIPES)
+  c = schema.base_config()
   c.batch_size = 256
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay_mode = "l2"
   p = c.paper
   p.split = "val"
   if args.recipe == "paper":
     c.model = "googlenet"
-    c.data = defaults.imagenet_data(*_paper_pp(224, 256))
+    c.data = recipes.imagenet_data(*_paper_pp(224, 256))
     c.num_epochs = 250.0
     c.learning_rate = 0.08
     c.optimizer.weight_decay = 2e-4
@@ -99,18 +99,18 @@ def get_config(arg=None):
                "bvlc_googlenet's hyperparameters at batch 256, Polyak averaging over the last 50 epochs.")
   else:
     c.model = "googlenet_torchvision"
-    defaults.torchvision_recipe(c, normalize=defaults.INCEPTION_NORMALIZE)
+    recipes.torchvision_recipe(c, normalize=recipes.INCEPTION_NORMALIZE)
 
     p.reference = "torchvision's googlenet, weights ported from TensorFlow (not trained by torchvision)"
     p.table = "torchvision GoogLeNet_Weights.IMAGENET1K_V1: acc@1 69.778, acc@5 89.530"
-    defaults.torchvision_errors(p, 69.778, 89.530)
+    recipes.torchvision_errors(p, 69.778, 89.530)
     p.notes = ("torchvision's reported accuracies of the ported weights as errors; resize 256, central 224 crop. "
                "This recipe (the reference script's defaults) was never run by torchvision for GoogLeNet.")
 
   if args.smoke:
     # Five stride-2 stages: 32x32 inputs leave 1x1 maps before the average pooling.
-    small = _paper_pp(32, 36) if args.recipe == "paper" else defaults.resnet_pp(32, 36, defaults.INCEPTION_NORMALIZE)
+    small = _paper_pp(32, 36) if args.recipe == "paper" else recipes.resnet_pp(32, 36, recipes.INCEPTION_NORMALIZE)
     c.data.pp_train, c.data.pp_eval = small
     c.averaging.polyak_start_epochs = 0.0  # so that the two steps exercise the averaging
-    defaults.make_smoke(c, width_multiplier=1 / 8)
+    smoke.make_smoke(c, width_multiplier=1 / 8)
   return c

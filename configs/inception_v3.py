@@ -18,7 +18,7 @@ Weight decay 4e-5 (TF-slim's), dropout 0.2 before the classifier (TF-slim's keep
 torchvision's model uses 0.5).
 Add `smoke` for two steps at the model's smallest input, 75x75, on fake ILSVRC2012 data.
 
-Hardware and time (estimates, not measurements): at 5.7 G multiply-adds, the anchors'
+Hardware and time (estimates, not measurements): at 5.7 G multiply-adds, the measured
 ResNet-50 rate (5,000 images/s in bf16 on one H100 at 4.1 G) less a quarter for the many small
 Inception convolutions gives about 2,700 images/s: 100 epochs (128 M images) in about 13
 H100-hours, under 2 hours on 8 GPUs if the input pipeline keeps up (about one CPU core per
@@ -33,7 +33,7 @@ ported from TensorFlow, not trained with a torchvision recipe, so there is no to
 variant; their 22.706 / 6.550 (resize 342, crop 299) is in the paper block's notes.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("",)
 SMOKE = "smoke"
@@ -41,13 +41,13 @@ SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "inception_v3"
   c.model_options.aux_heads = True
   c.model_options.aux_loss_weight = 0.4
   c.model_options.dropout_rate = 0.2
-  defaults.inception_recipe(c, size=75 if a.smoke else 299, epochs=100.0, grad_clip_norm=2.0)
+  recipes.inception_recipe(c, size=75 if a.smoke else 299, epochs=100.0, grad_clip_norm=2.0)
 
   p = c.paper
   p.reference = "Szegedy, Vanhoucke, Ioffe, Shlens and Wojna, CVPR 2016 (arXiv 1512.00567)"
@@ -64,6 +64,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

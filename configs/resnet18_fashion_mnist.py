@@ -24,21 +24,21 @@ evaluation, 1,166 training images/s. Not measured: `full` (the benchmark's ResNe
 94.9%).
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("", "full", "smoke")
 SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, full=False, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, full=False, smoke=False)
+  c = schema.base_config()
   c.model = "resnet18"
   c.model_options.stem = "small"
   c.model_options.width = 64 if a.full else 8
   c.model_options.stride_on = "3x3"
   c.model_options.zero_init_last_norm = False
-  defaults.fashion_mnist_recipe(c, learning_rate=0.1, epochs=30.0 if a.full else 8.0,
+  recipes.fashion_mnist_recipe(c, learning_rate=0.1, epochs=30.0 if a.full else 8.0,
                                 warmup_epochs=2.0 if a.full else 0.5, full=a.full,
                                 train_ops="random_crop(28, pad=4)|flip_lr" if a.full else "flip_lr")
   p = c.paper
@@ -48,5 +48,5 @@ def get_config(arg=None):
              "rotation; the row gives no widths or epochs. The authors list submitted results untested.")
 
   if a.smoke:
-    defaults.make_smoke(c, width=4)
+    smoke.make_smoke(c, width=4)
   return c

@@ -18,7 +18,7 @@ group width), then RECIPE:
   trained on 64 GPUs of 16 images with lr 0.4, which this variant copies (batch 1024).
 Add `,smoke` for two steps of a narrow ResNeXt-50 on fake ILSVRC2012 data (`SMOKE`).
 
-Hardware and time (estimates, not measurements): the anchors put torchvision's ResNeXt-50 at
+Hardware and time (estimates, not measurements): measurements put torchvision's ResNeXt-50 at
 80% of ResNet-50's speed, about 4,000 images/s in bf16 on one H100 for this Flax step; scaled
 by multiply-adds, 100 epochs (128 M images) take about 9 H100-hours for 50_32x4d, 17 for
 101_32x4d and 32 for 101_64x4d or 101_32x8d; divide by the GPU count if the input pipeline
@@ -29,7 +29,7 @@ fb.resnet.torch divides every 30 epochs, and three divisions need more than 90 e
 is torchvision's choice for ResNeXt and this config's.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("50_32x4d", "101_32x4d", "101_64x4d", "50_32x4d,torchvision", "101_32x8d,torchvision")
 SMOKE = "50_32x4d,smoke"
@@ -46,19 +46,19 @@ _TORCHVISION = {"50_32x4d": (77.618, 93.698), "101_32x8d": (79.312, 94.526)}
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, model="50_32x4d", recipe="paper", smoke=False)
-  defaults.check_choice("recipe", a.recipe, tuple(RECIPES))
-  defaults.check_choice("model", a.model, RECIPES[a.recipe])
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, model="50_32x4d", recipe="paper", smoke=False)
+  arguments.check_choice("recipe", a.recipe, tuple(RECIPES))
+  arguments.check_choice("model", a.model, RECIPES[a.recipe])
+  c = schema.base_config()
   c.model = f"resnext{a.model}"
   c.model_options.stride_on = "3x3"
   c.model_options.shortcut = "B"
   crop, resize = (32, 36) if a.smoke else (224, 256)
-  pp_train_torchvision, pp_eval = defaults.resnet_pp(crop, resize)
+  pp_train_torchvision, pp_eval = recipes.resnet_pp(crop, resize)
 
   c.batch_size = 256
   c.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 1e-4
   c.optimizer.weight_decay_mode = "l2"
   c.num_epochs = 100.0
@@ -71,20 +71,20 @@ def get_config(arg=None):
   p.protocol = "center"
   p.split = "val"
   if a.recipe == "torchvision":
-    c.data = defaults.imagenet_data(pp_train_torchvision, pp_eval)
+    c.data = recipes.imagenet_data(pp_train_torchvision, pp_eval)
     if a.model == "101_32x8d":
       c.batch_size, c.learning_rate = 1024, 0.4
     p.reference = f"torchvision weights metadata (ResNeXt{a.model.upper()}_Weights.IMAGENET1K_V1)"
     p.table = "acc@1 / acc@5 on ImageNet-1K val, shorter side 256, center 224 crop"
-    defaults.torchvision_errors(p, *_TORCHVISION[a.model])
+    recipes.torchvision_errors(p, *_TORCHVISION[a.model])
     p.notes = "torchvision's reference recipe; errors are 100 minus its accuracies."
   else:
     # fb.resnet.torch's order: crop, color jitter, lighting, normalisation, flip; the flip commutes with the
     # normalisation, which comes last so that the accelerator can do it.
-    c.data = defaults.imagenet_data(
+    c.data = recipes.imagenet_data(
         f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
-        f"{defaults.IMAGENET_NORMALIZE}", pp_eval)
-    c.optimizer.nesterov = True
+        f"{recipes.IMAGENET_NORMALIZE}", pp_eval)
+    c.optimizer.sgd.nesterov = True
     p.reference = "Xie, Girshick, Dollar, Tu and He, CVPR 2017 (arXiv 1611.05431)"
     p.top1, p.top5, p.table = _PAPER[a.model]
     notes = ["ResNeXt's ILSVRC 2016 entry, an ensemble, came 2nd with 3.03% top-5 on test."]
@@ -94,6 +94,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c, width=16)  # the narrowest width that gives each of the 32 groups a channel
+    smoke.make_smoke(c, width=16)  # the narrowest width that gives each of the 32 groups a channel
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

@@ -17,7 +17,7 @@ divided by 10 every 30 epochs, 100 epochs; evaluation on the central 224 crop of
 resized to 256. SENet-154 adds label smoothing.
 Add `,smoke` for two steps of a narrow SE-ResNet-50 on fake ILSVRC2012 data (`SMOKE`).
 
-Hardware and time (estimates, not measurements): from the anchors' ResNet-50 step (about
+Hardware and time (estimates, not measurements): from the measured ResNet-50 step (about
 5,000 images/s in bf16 on one H100), allowing 15% for the SE blocks and scaling by
 multiply-adds, 100 epochs (128 M images) take about 9 H100-hours for SE-ResNet-50, 16 for
 SE-ResNet-101, 22 for SE-ResNet-152, 10 for SE-ResNeXt-50, 19 for SE-ResNeXt-101 and 40 for
@@ -31,7 +31,7 @@ last few epochs, which this trainer does not do, and its label-smoothing strengt
 given (0.1, Inception-v3's, here). bf16 compute.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("se_resnet50", "se_resnet101", "se_resnet152", "se_resnext50_32x4d", "se_resnext101_32x4d", "senet154")
 SMOKE = "se_resnet50,smoke"
@@ -48,19 +48,19 @@ _PAPER = {
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, model="se_resnet50", smoke=False)
-  defaults.check_choice("model", a.model, tuple(_PAPER))
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, model="se_resnet50", smoke=False)
+  arguments.check_choice("model", a.model, tuple(_PAPER))
+  c = schema.base_config()
   c.model = a.model  # each SE model's stride_on, stem and dropout defaults are the paper's
   crop, resize = (32, 36) if a.smoke else (224, 256)
   # Mean RGB subtraction on the 0..255 scale, as the paper (and its Caffe models) normalised.
-  mean = f"subtract_mean(mean={tuple(round(255 * m, 3) for m in defaults.IMAGENET_MEAN)})"
-  c.data = defaults.imagenet_data(f"decode_and_inception_crop({crop})|flip_lr|{mean}",
+  mean = f"subtract_mean(mean={tuple(round(255 * m, 3) for m in recipes.IMAGENET_MEAN)})"
+  c.data = recipes.imagenet_data(f"decode_and_inception_crop({crop})|flip_lr|{mean}",
                                   f"decode(3)|resize_small({resize})|center_crop({crop})|{mean}")
 
   c.batch_size = 1024
   c.learning_rate = 0.6
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 1e-4
   c.optimizer.weight_decay_mode = "l2"
   c.num_epochs = 100.0
@@ -86,6 +86,6 @@ def get_config(arg=None):
 
   if a.smoke:
     batch = c.batch_size
-    defaults.make_smoke(c, width=8)
+    smoke.make_smoke(c, width=8)
     c.learning_rate *= c.batch_size / batch  # the rate per image: the full one on 8 images blows up the eval loss
   return c

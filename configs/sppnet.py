@@ -40,31 +40,30 @@ H100 JPEG decoding sets the pace: at about 8,000 images/s on a 16-core host, 70 
 3 hours.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("",)
 
 # The paper's six test scales, min(w, h) (Section 3.1.5).
 _SCALES = (224, 256, 300, 360, 448, 560)
-# The per-channel ImageNet mean in 0..255 pixel units, for recipes that subtract the mean only.
 
 
 def _pp(resize: int, crop: int) -> tuple[str, str]:
   return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-          f"{defaults.IMAGENET_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
+          f"{recipes.IMAGENET_SUBTRACT_MEAN}",
+          f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, smoke=False)
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, smoke=False)
+  c = schema.base_config()
   c.model = "sppnet"
-  c.data = defaults.imagenet_data(*_pp(256, 224))
+  c.data = recipes.imagenet_data(*_pp(256, 224))
 
   c.batch_size = 128
   c.num_epochs = 70.0
   c.learning_rate = 0.01
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 5e-4
   c.optimizer.weight_decay_mode = "l2"
   c.schedule.name = "plateau"
@@ -97,5 +96,5 @@ def get_config(arg=None):
 
   if args.smoke:
     c.data.pp_train, c.data.pp_eval = _pp(72, 64)
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
   return c

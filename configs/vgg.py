@@ -43,13 +43,14 @@ Where the paper recipe departs from the paper, and why:
   in top-1 of the central crop.
 
 Hardware and time, estimates: the paper took 2-3 weeks per network on four Titan Black GPUs
-(from memory). One H100 runs VGG-16's step at about 4,600 images/s (anchors.md); scaling by
+(from memory). One H100 runs torchvision's VGG-16 step at about 4,600 images/s (measured,
+torch.compile, bf16); scaling by
 multiply-adds, 74 epochs take about 3.5 hours for A (JPEG decoding at about 8,000 images/s
 bounds it), 4.2 for B, 4.4 for C, 5.8 for D and 7.3 for E; torchvision's 90 epochs about 7
 hours for D.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 from imagenet_train.errors import UserError
 
 VARIANTS = ("a", "a_lrn", "b", "c", "d", "e", "c,256", "c,384", "d,256", "d,384", "e,256", "e,384",
@@ -88,27 +89,27 @@ def _paper_pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[st
   """Training crops from images whose shorter side is drawn from `shorter` (a fixed S where both are equal)."""
   low, high = shorter
   rescale = f"resize_small({low})" if low == high else f"random_resize_small({low}, {high})"
-  return (f"decode(3)|{rescale}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{defaults.IMAGENET_NORMALIZE}",
-          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{defaults.IMAGENET_NORMALIZE}")
+  return (f"decode(3)|{rescale}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_NORMALIZE}",
+          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
 
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, config="d", scale="", torchvision=False, bn=False, smoke=False)
-  defaults.check_choice("config", args.config, CONFIGS)
+  args = arguments.parse_arg(arg, config="d", scale="", torchvision=False, bn=False, smoke=False)
+  arguments.check_choice("config", args.config, CONFIGS)
   torchvision = args.torchvision or args.bn
-  c = defaults.base_config()
+  c = schema.base_config()
   c.model = f"vgg_{args.config}" + ("_bn" if args.bn else "")
   c.batch_size = 256
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay_mode = "l2"
   p = c.paper
   p.split = "val"
   if not torchvision:
     scale = args.scale or ("jitter" if args.config in ("c", "d", "e") else "256")
-    defaults.check_choice("scale", scale, [s for config, s in _PAPER if config == args.config])
+    arguments.check_choice("scale", scale, [s for config, s in _PAPER if config == args.config])
     table, test_scales, top1, top5 = _PAPER[args.config, scale]
-    c.data = defaults.imagenet_data(*_paper_pp((256, 512) if scale == "jitter" else (int(scale),) * 2, 224, 256))
+    c.data = recipes.imagenet_data(*_paper_pp((256, 512) if scale == "jitter" else (int(scale),) * 2, 224, 256))
     c.num_epochs = 74.0
     c.learning_rate = 0.01
     c.optimizer.weight_decay = 5e-4
@@ -133,21 +134,21 @@ def get_config(arg=None):
   else:
     if args.scale:
       raise UserError(f"config argument scale={args.scale}: torchvision's recipe has no training scale to choose")
-    defaults.check_choice("config", args.config, tuple(_TORCHVISION_NAMES))
-    defaults.torchvision_recipe(c, learning_rate=0.1 if args.bn else 0.01)
+    arguments.check_choice("config", args.config, tuple(_TORCHVISION_NAMES))
+    recipes.torchvision_recipe(c, learning_rate=0.1 if args.bn else 0.01)
 
     name = _TORCHVISION_NAMES[args.config] + ("_bn" if args.bn else "")
     acc1, acc5 = _TORCHVISION[c.model]
     p.reference = f"torchvision's {name}, reference script" + ("" if args.bn else " with --lr 1e-2")
     p.table = f"torchvision {name.upper()}_Weights.IMAGENET1K_V1: acc@1 {acc1}, acc@5 {acc5}"
-    defaults.torchvision_errors(p, acc1, acc5)
+    recipes.torchvision_errors(p, acc1, acc5)
     p.notes = "torchvision's reported accuracies as errors; resize 256, central 224 crop."
 
   if args.smoke:
     # VGG's 7x7 FC6 needs 224 inputs: the smoke run keeps them and narrows the network instead.
     if torchvision:
-      c.data.pp_train, c.data.pp_eval = defaults.resnet_pp(224, 224)
+      c.data.pp_train, c.data.pp_eval = recipes.resnet_pp(224, 224)
     else:
       c.data.pp_train, c.data.pp_eval = _paper_pp((224, 256) if scale == "jitter" else (224, 224), 224, 224)
-    defaults.make_smoke(c, width_multiplier=1 / 64)
+    smoke.make_smoke(c, width_multiplier=1 / 64)
   return c

@@ -22,19 +22,19 @@ Measured with the default argument on an otherwise idle 2-core x86-64 CPU, no ac
 evaluation, 1,549 training images/s. Not measured: `full`.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("", "full", "smoke")
 SMOKE = "smoke"
 
 
 def get_config(arg=None):
-  a = defaults.parse_arg(arg, full=False, smoke=False)
-  c = defaults.base_config()
+  a = arguments.parse_arg(arg, full=False, smoke=False)
+  c = schema.base_config()
   c.model = "vgg_d_bn"
   c.model_options.small_input = True
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
-  defaults.fashion_mnist_recipe(c, learning_rate=0.05, epochs=30.0 if a.full else 12.0,
+  recipes.fashion_mnist_recipe(c, learning_rate=0.05, epochs=30.0 if a.full else 12.0,
                                 warmup_epochs=1.0 if a.full else 0.5, full=a.full)
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'VGG16 26M parameters' (@QuantumLiu, Keras)"
@@ -43,5 +43,5 @@ def get_config(arg=None):
              "does not give. The authors list submitted results untested.")
 
   if a.smoke:
-    defaults.make_smoke(c, width_multiplier=1 / 16)
+    smoke.make_smoke(c, width_multiplier=1 / 16)
   return c

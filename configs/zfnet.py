@@ -36,7 +36,7 @@ costs 1.2 G multiply-adds per image, 1.6 times AlexNet, so an H100 still outruns
 at about 8,000 images/s on a 16-core host, 70 epochs take about 3 hours.
 """
 
-from imagenet_train import defaults
+from imagenet_train.config import arguments, recipes, schema, smoke
 
 VARIANTS = ("a", "b")
 SMOKE = "a,smoke"
@@ -47,22 +47,22 @@ SMOKE = "a,smoke"
 def _pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|{defaults.IMAGENET_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{defaults.IMAGENET_SUBTRACT_MEAN}")
+  return (f"{square_op}|random_crop({crop})|flip_lr|{recipes.IMAGENET_SUBTRACT_MEAN}",
+          f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
 
 
 def get_config(arg=None):
-  args = defaults.parse_arg(arg, variant="a", smoke=False)
-  defaults.check_choice("variant", args.variant, ("a", "b"))
-  c = defaults.base_config()
+  args = arguments.parse_arg(arg, variant="a", smoke=False)
+  arguments.check_choice("variant", args.variant, ("a", "b"))
+  c = schema.base_config()
   c.model = "zfnet"
   c.model_options.wide = args.variant == "b"
-  c.data = defaults.imagenet_data(*_pp(256, 224))
+  c.data = recipes.imagenet_data(*_pp(256, 224))
 
   c.batch_size = 128
   c.num_epochs = 70.0
   c.learning_rate = 0.01
-  c.optimizer.momentum = 0.9
+  c.optimizer.sgd.momentum = 0.9
   c.optimizer.weight_decay = 5e-4
   c.optimizer.weight_decay_mode = "l2"
   c.schedule.name = "plateau"
@@ -100,5 +100,5 @@ def get_config(arg=None):
   if args.smoke:
     # 64: the last pooling leaves 1x1 maps, which the model repeats to FC6's 6x6.
     c.data.pp_train, c.data.pp_eval = _pp(72, 64)
-    defaults.make_smoke(c)
+    smoke.make_smoke(c)
   return c

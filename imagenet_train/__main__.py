@@ -24,6 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from imagenet_train import protocols
 from imagenet_train.errors import UserError
 
 COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights", "sweep", "report")
@@ -60,8 +61,9 @@ _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "multiprocess", "sl
 _LAUNCHER_ARGS = flags.DEFINE_string("launcher_args", "", "sweep --dry_run: options for the launcher, e.g. "
                                      "'--name=sweep --zone=us-central2-b --accelerator=v4-32' for tpu_vm.")
 _RUNS = flags.DEFINE_list("runs", None, "report: workdirs, or folders of them (a sweep's), to tabulate.")
-_PROTOCOL = flags.DEFINE_string("protocol", None, "evaluate: center, 10crop, dense, multicrop, 144crop, or ensemble "
-                                 "(with --ensemble); without it, the evaluation training runs.")
+_PROTOCOL = flags.DEFINE_string("protocol", None, f"evaluate: {', '.join(protocols.names())}, or "
+                                 f"{protocols.ENSEMBLE} (with --ensemble); default: {protocols.CENTER}, as training "
+                                 "evaluates.")
 _ENSEMBLE = flags.DEFINE_list("ensemble", None, "evaluate --protocol=ensemble: the member runs' workdirs; the "
                               "results go to --workdir.")
 _ENSEMBLE_PROTOCOL = flags.DEFINE_string("ensemble_protocol", None, "evaluate --protocol=ensemble: each member's "
@@ -156,7 +158,7 @@ def _is_main_process() -> bool:
 
 
 def _train():
-  from imagenet_train import train
+  from imagenet_train import results, train
 
   config = _config()
   _start_processes()
@@ -165,60 +167,51 @@ def _train():
     _write_json(os.path.join(_WORKDIR.value, "summary.json"), summary)
     split = config.data.eval_split
     _print_results("Training finished:", {
-        f"{split} top-1 accuracy": summary.get("eval/top1", float("nan")),
-        f"{split} top-5 accuracy": summary.get("eval/top5", float("nan")),
-        f"{split} loss": summary.get("eval/loss", float("nan")),
+        f"{split} top-1 error %": summary.get(results.scalar_key(results.RAW, "top1_error"), float("nan")),
+        f"{split} top-5 error %": summary.get(results.scalar_key(results.RAW, "top5_error"), float("nan")),
+        f"{split} log loss": summary.get(results.scalar_key(results.RAW, "log_loss"), float("nan")),
         "steps": summary["steps"], "wall time (s)": summary["wall_time_s"],
         "of which evaluation (s)": summary["eval_time_s"],
         "training images/s": summary["train_images_per_second"]})
 
 
 def _evaluate():
-  from imagenet_train import train
+  from imagenet_train import evaluate
 
   config = _config()
   which = _CHECKPOINT.value
   if which not in ("latest", "best") and not which.isdigit():
     _fail(f"--checkpoint={which} is not latest, best or a step number")
+  protocol = _PROTOCOL.value or protocols.CENTER
+  if protocol != protocols.ENSEMBLE:
+    protocols.get(protocol)  # an unknown name fails before the processes start
+  if _ENSEMBLE.value and protocol != protocols.ENSEMBLE:
+    _fail(f"--ensemble is for --protocol={protocols.ENSEMBLE}, not {protocol}")
+  if protocol == protocols.ENSEMBLE and not _ENSEMBLE.value:
+    _fail(f"--protocol={protocols.ENSEMBLE} needs --ensemble=WORKDIR,WORKDIR[,...]: the runs to average")
   _start_processes()
-  if _PROTOCOL.value:
-    _evaluate_protocol(config, which)
-    return
-  results = train.evaluate_workdir(config, _WORKDIR.value, which)
-  if not _is_main_process():
-    return
-  _write_json(os.path.join(_WORKDIR.value, f"eval_step_{results['step']}.json"), results)
-  _print_results(f"Evaluation of step {results['step']}:", results)
-
-
-def _evaluate_protocol(config, which: str):
-  from imagenet_train import evaluate
-
-  protocol = _PROTOCOL.value
-  evaluate.check_protocol(protocol)
-  if protocol == evaluate.ENSEMBLE:
-    if not _ENSEMBLE.value:
-      _fail("--protocol=ensemble needs --ensemble=WORKDIR,WORKDIR[,...]: the runs to average")
+  if protocol == protocols.ENSEMBLE:
     member_protocol = _ENSEMBLE_PROTOCOL.value or config.evaluation.protocol
-    report = evaluate.evaluate_ensemble(config, _ENSEMBLE.value, _WORKDIR.value, which, member_protocol)
+    evaluation = evaluate.evaluate_ensemble(config, _ENSEMBLE.value, _WORKDIR.value, which, member_protocol)
     title = f"Ensemble of {len(_ENSEMBLE.value)} runs, {member_protocol} each:"
   else:
-    if _ENSEMBLE.value:
-      _fail(f"--ensemble is for --protocol=ensemble, not {protocol}")
-    report = evaluate.evaluate_protocol(config, _WORKDIR.value, which, protocol)
-    title = f"Step {report['step']} under the {protocol} protocol ({report['views']} views per image):"
-  if not _is_main_process():
-    return
+    evaluation = evaluate.evaluate_checkpoint(config, _WORKDIR.value, which, protocol)
+    title = f"Step {evaluation.step} under the {protocol} protocol ({evaluation.views} views per image):"
+  if _is_main_process():
+    _print_evaluation(title, evaluation)
+
+
+def _print_evaluation(title: str, evaluation):
   print(title)
-  for name, stats in report["results"].items():
-    print(f"  {name + ' parameters':18s} top-1 error {stats['top1_error']:6.2f}%   top-5 error "
-          f"{stats['top5_error']:6.2f}%   log loss {stats['log_loss']:.4f}   ({stats['num_examples']} images)")
-  worst = sorted((accuracy, index) for index, accuracy in enumerate(report["per_class_accuracy"]["raw"])
-                 if accuracy is not None)[:5]
-  names = report.get("class_names") or []
+  for name, stats in evaluation.parameters.items():
+    print(f"  {name + ' parameters':18s} top-1 error {stats.top1_error:6.2f}%   top-5 error "
+          f"{stats.top5_error:6.2f}%   log loss {stats.log_loss:.4f}   ({stats.num_examples} images)")
+  raw = next(iter(evaluation.parameters.values()))
+  worst = sorted((accuracy, index) for index, accuracy in enumerate(raw.per_class_accuracy) if accuracy is not None)
+  names = evaluation.class_names or []
   print("  lowest per-class top-1 accuracy: " + ", ".join(
-      f"{names[index] if index < len(names) else index} {100 * accuracy:.1f}%" for accuracy, index in worst))
-  print(f"  written to {_WORKDIR.value}: " + ", ".join(report["confusion_png"].values()))
+      f"{names[index] if index < len(names) else index} {100 * accuracy:.1f}%" for accuracy, index in worst[:5]))
+  print(f"  written to {_WORKDIR.value}: " + ", ".join([evaluation.file_name, *evaluation.confusion_png.values()]))
 
 
 def _models():
@@ -230,13 +223,13 @@ def _models():
 
 
 def _import_weights():
-  from imagenet_train import train
+  from imagenet_train import weights
 
   config = _config("out")
   if not _FROM.value or not _MODEL.value:
     _fail("import-weights needs --from=FILE (.safetensors or .pth) and --model=NAME")
   config.model = _MODEL.value
-  count = train.import_weights(config, _FROM.value, _OUT.value, _KEEP_INIT.value)
+  count = weights.import_weights(config, _FROM.value, _OUT.value, _KEEP_INIT.value)
   print(f"Imported {count} tensors from {_FROM.value} into {_OUT.value} as step 0 of {_MODEL.value}.")
   print(f"Evaluate: python -m imagenet_train evaluate --config=<the same config> --workdir={_OUT.value}")
 
@@ -252,7 +245,7 @@ _LAUNCHER_COMMANDS = {
 def _sweep():
   import shlex
 
-  from imagenet_train import report, sweep, train
+  from imagenet_train import checkpoint, report, sweep, train
 
   config = _config()
   if not _SWEEP.value:
@@ -276,7 +269,7 @@ def _sweep():
       continue
     print(f"[{index + 1}/{len(expanded)}] {run.name} in {run.workdir}", flush=True)
     try:
-      train.check_workdir(run.workdir)
+      checkpoint.check_workdir(run.workdir)
       sweep.write_run_info(run)
       summary = train.train_and_evaluate(run.config, run.workdir)
     except UserError as error:  # one run's mistake (a NaN, say) does not stop the others

@@ -10,11 +10,12 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 from imagenet_train.errors import UserError
-
-BEST_METRIC = "eval/top1"
+from imagenet_train.results import BEST_CHECKPOINT_METRIC as BEST
 
 
 def param_shapes(params) -> dict[str, list[int]]:
@@ -31,14 +32,14 @@ class Checkpointer:
     self.directory = os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), "checkpoints")
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(n=keep),
-        checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
+        checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST], reverse=False, n=1,
                                   keep_checkpoints_without_metrics=False),
     ])
     self.manager = ocp.CheckpointManager(
         self.directory,
         # best_fn makes Orbax write each save's metrics and answer best_step(); the
         # preservation policy alone decides what is deleted.
-        options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC],
+        options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=lambda m: m[BEST],
                                              best_mode="max", enable_async_checkpointing=enable_async, create=True),
         item_names=("state", "meta"))
 
@@ -76,3 +77,39 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def check_workdir(workdir: str) -> None:
+  """Creates the workdir, local or on a bucket (gs://), and proves it writable."""
+  try:
+    path = epath.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_test_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as error:
+    raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write "
+                    "to") from None
+
+
+def run_meta(setup, step: int) -> dict:
+  """The `meta` item saved beside the state of a run's `setup` (a state.Setup) at `step`."""
+  c = setup.config
+  return {"model": c.model, "param_shapes": param_shapes(setup.abstract_state.params),
+          "step": step, "epoch": step / setup.steps_per_epoch, "seed": c.seed,
+          "batch_size": c.batch_size, "examples_seen": step * c.batch_size,
+          "config": c.to_json_best_effort()}
+
+
+def restore_or_init(setup, checkpointer: Checkpointer, step: int | None = None):
+  """The state of `setup` at `step` (default: the newest checkpoint), or a fresh one if there is none."""
+  c = setup.config
+  step = checkpointer.latest_step() if step is None else step
+  if step is None:
+    return setup.initial_state()
+  meta = checkpointer.check_compatible(step, c.model, param_shapes(setup.abstract_state.params))
+  if meta["batch_size"] != c.batch_size or meta["seed"] != c.seed:
+    logging.warning("Resuming with batch_size/seed %s/%s where the checkpoint used %s/%s: the data stream "
+                    "will differ from an uninterrupted run.", c.batch_size, c.seed, meta["batch_size"], meta["seed"])
+  logging.info("Restoring step %d from %s", step, checkpointer.directory)
+  return checkpointer.restore(step, setup.abstract_state)

@@ -11,12 +11,16 @@ stopped within `heartbeat_timeout` seconds with a message saying that another ta
 instead of hanging in their next collective.
 """
 
+import contextlib
 import os
+import signal
 import socket
 import time
+from collections.abc import Callable
 
 import jax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from imagenet_train.errors import UserError
 
@@ -88,3 +92,51 @@ def _tag_log_lines() -> None:
       return True
 
   logging.get_absl_handler().addFilter(Tag())
+
+
+class Preemption:
+  """Turns SIGTERM into a request the loop checks between steps, so that it can save and exit.
+
+  One process handles the signal itself. Several leave it to JAX's preemption notifier, which
+  jax.distributed installs: the processes agree on one step at which all of them stop (the
+  preemption sync point), so that they save one consistent checkpoint.
+  """
+
+  def __init__(self):
+    self._requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if jax.process_count() == 1:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self._requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._requested
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+@contextlib.contextmanager
+def peers_alive(last_checkpoint: Callable[[], int | None], directory):
+  """With several processes, a collective that fails because another process died is the
+  user's signal to look at that process's log and resume, not a bug: it ends in one line."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as error:
+    if jax.process_count() == 1:
+      raise
+    step = last_checkpoint()
+    resume = f"rerun the same command to resume from step {step} in {directory}" if step is not None else (
+        "rerun the same command")
+    reason = str(error).strip().splitlines()[0][:200]
+    raise UserError(f"a collective with the other processes failed ({reason}): another task died or stopped "
+                    f"answering; check its log, then {resume}", exit_code=1) from None

@@ -18,9 +18,6 @@ class ClassificationMetrics(metrics.Collection):
   top1: metrics.Average.from_output("top1")
   top5: metrics.Average.from_output("top5")
 
-  def num_examples(self) -> int:
-    return int(self.top1.count)
-
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   """1.0 where the label is among the k highest logits (ties broken toward the label's favour).

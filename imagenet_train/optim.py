@@ -1,12 +1,13 @@
 """Optimizers and learning-rate schedules built from a config.
 
-Schedules are functions of the step, with epochs converted through `steps_per_epoch`. The
+Schedules are functions of the step, with epochs converted by `epochs_to_steps`. The
 paper-era "divide by 10 when the validation error stops improving" cannot be a function of the
 step, so it is an optax transformation whose state holds the current factor, the best metric
 and the count of evaluations without improvement: it lives in the optimizer state, is
 checkpointed with it, and is advanced on the host after each evaluation by `plateau_update`.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from imagenet_train.config.schema import epochs_to_steps
 from imagenet_train.errors import UserError
 
 SCHEDULES = ("constant", "steps", "exponential", "cosine", "plateau")
@@ -24,16 +26,17 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
   """Base learning rate, linear warm-up, then the configured decay, as a function of the step."""
   s = config.schedule
   base = config.learning_rate
-  warmup = int(round(s.warmup_epochs * steps_per_epoch))
+  steps = functools.partial(epochs_to_steps, steps_per_epoch=steps_per_epoch)
+  warmup = steps(s.warmup_epochs)
   if s.name not in SCHEDULES:
     raise UserError(f"unknown schedule {s.name!r}: use one of {', '.join(SCHEDULES)} in --config.schedule.name")
   if s.name in ("constant", "plateau"):
     decay = optax.constant_schedule(base)
   elif s.name == "steps":
-    boundaries = {int(round(epoch * steps_per_epoch)) - warmup: s.decay_factor for epoch in s.boundaries_epochs}
+    boundaries = {steps(epoch) - warmup: s.decay_factor for epoch in s.boundaries_epochs}
     decay = optax.piecewise_constant_schedule(base, boundaries)
   elif s.name == "exponential":
-    decay = optax.exponential_decay(base, transition_steps=max(1, int(round(s.decay_every_epochs * steps_per_epoch))),
+    decay = optax.exponential_decay(base, transition_steps=max(1, steps(s.decay_every_epochs)),
                                     decay_rate=s.decay_factor, staircase=True)
   else:
     decay = optax.cosine_decay_schedule(base, decay_steps=max(1, total_steps - warmup), alpha=s.final_fraction)
@@ -115,19 +118,20 @@ def _decay_mask(mode: str, exclude: tuple[str, ...]):
 
 
 def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int):
-  """Returns (optax transformation, learning-rate schedule) for `config.optimizer`."""
+  """Returns (optax transformation, learning-rate schedule) for `config.optimizer`: the shared fields
+  from the block itself, the optimizer's own from its sub-block (`optimizer.sgd`, `.adam`, `.rmsprop`)."""
   o = config.optimizer
   schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
   if o.weight_decay_mode not in ("l2", "decoupled"):
     raise UserError(f"unknown weight_decay_mode {o.weight_decay_mode!r}: use 'l2' (added to every weight's "
                     "gradient, as the papers did) or 'decoupled' (BatchNorm and biases excluded)")
   if o.name == "sgd":
-    direction = [optax.trace(decay=o.momentum, nesterov=o.nesterov)] if o.momentum else []
+    direction = [optax.trace(decay=o.sgd.momentum, nesterov=o.sgd.nesterov)] if o.sgd.momentum else []
   elif o.name == "adam":
-    direction = [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)]
+    direction = [optax.scale_by_adam(b1=o.adam.b1, b2=o.adam.b2, eps=o.adam.eps)]
   elif o.name == "rmsprop":
-    direction = [optax.scale_by_rms(decay=o.rms_decay, eps=o.eps, eps_in_sqrt=False)]
-    direction += [optax.trace(decay=o.momentum)] if o.momentum else []
+    direction = [optax.scale_by_rms(decay=o.rmsprop.decay, eps=o.rmsprop.eps, eps_in_sqrt=False)]
+    direction += [optax.trace(decay=o.rmsprop.momentum)] if o.rmsprop.momentum else []
   else:
     raise UserError(f"unknown optimizer {o.name!r}: use sgd, adam or rmsprop in --config.optimizer.name")
   chain = []

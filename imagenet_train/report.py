@@ -1,10 +1,10 @@
 """Puts finished runs beside the errors their papers reported, under the same evaluation protocol.
 
-A run is a workdir as training and `evaluate` leave it: summary.json (training's own evaluation, the center
-protocol), config.json (the model, the paper block, the protocol), eval_<protocol>_step_<N>.json and TensorBoard
-event files. The folder given to an ensemble evaluation holds ensemble_<protocol>.json. `write_report` gives one
-markdown table row per run, one more per averaged parameters (EMA, Polyak) and one per ensemble, and draws the
-errors beside the papers' and the training curves.
+A run is a workdir as training and `evaluate` leave it: summary.json (steps, time, throughput), config.json (the
+model, the paper block, the protocol), the evaluation results (imagenet_train.results: training's own evaluations
+under the center protocol, `evaluate`'s under any protocol, an ensemble's in the folder given to it) and
+TensorBoard event files. `write_report` gives one markdown table row per run, one more per averaged parameters (EMA,
+Polyak) and one per ensemble, and draws the errors beside the papers' and the training curves.
 
 A sweep's runs record their overrides in `sweep.json` (see imagenet_train.sweep), and each
 overridden field gets its own column, so the table shows what changed next to what it gave.
@@ -14,32 +14,29 @@ import json
 import math
 import os
 import pathlib
-import re
 
+from imagenet_train import protocols, results
 from imagenet_train.errors import UserError
 from imagenet_train.sweep import format_value
 
-_EVAL_FILE = re.compile(r"eval_(?P<protocol>[a-z0-9]+)_step_(?P<step>\d+)\.json")
-_ENSEMBLE_FILE = re.compile(r"ensemble_(?P<protocol>[a-z0-9]+)\.json")
-_VARIANTS = ("raw", "ema", "polyak")  # the parameters evaluated: as trained, and their averages
 _LINE_STYLES = {"raw": "-", "ema": "--", "polyak": ":"}
 
 
 def collect(dirs: list[str]) -> list[dict]:
-  """The runs under `dirs` in path order: each workdir holding a summary.json, an eval_<protocol>_step_<N>.json
-  or an ensemble_<protocol>.json, the directory itself or any below it.
+  """The runs under `dirs` in path order: each workdir holding a summary.json or evaluation results, the directory
+  itself or any below it.
 
   Each run is {"path", "name", "sweep", "overrides", "summary", "config", "evaluations", "ensembles"}: a run
   outside a sweep is named after its directory and overrides nothing; summary is {} and config None where the
-  file is missing; evaluations maps each protocol to its latest step's eval file. A run found through two of
-  `dirs` is listed once.
+  file is missing; evaluations maps each protocol to its latest step's Results, ensembles lists the ensemble
+  Results in the folder. A run found through two of `dirs` is listed once.
   """
   paths = set()
   for directory in dirs:
     found = _workdirs(directory)
     if not found:
-      raise UserError(f"no runs in {directory}: pass workdirs that hold a summary.json (finished train runs), "
-                      "an eval_<protocol>_step_<N>.json or an ensemble_<protocol>.json")
+      raise UserError(f"no runs in {directory}: pass workdirs that hold a summary.json (finished train runs) or "
+                      "evaluation results (eval_<protocol>_step_<N>.json)")
     paths |= found
   return [_run(path) for path in sorted(paths)]
 
@@ -47,25 +44,20 @@ def collect(dirs: list[str]) -> list[dict]:
 def _workdirs(directory: str) -> set[pathlib.Path]:
   if not os.path.isdir(directory):
     return set()
-  return {file.parent.resolve() for file in pathlib.Path(directory).rglob("*.json")
-          if file.name == "summary.json" or _EVAL_FILE.fullmatch(file.name) or _ENSEMBLE_FILE.fullmatch(file.name)}
+  return {file.parent.resolve() for pattern in ("summary.json", "eval_*.json")
+          for file in pathlib.Path(directory).rglob(pattern)}
 
 
 def _run(path: pathlib.Path) -> dict:
   info = _read_json(path / "sweep.json") if (path / "sweep.json").is_file() else {}
-  latest = {}  # protocol -> (step, file)
-  for file in path.glob("eval_*_step_*.json"):
-    if match := _EVAL_FILE.fullmatch(file.name):
-      latest[match["protocol"]] = max(latest.get(match["protocol"], (-1, file)), (int(match["step"]), file))
+  found = results.latest(path)
   return {
       "path": str(path), "name": info.get("name", path.name), "sweep": info.get("sweep"),
       "overrides": info.get("overrides", {}),
       "summary": _read_json(path / "summary.json") if (path / "summary.json").is_file() else {},
       "config": _read_json(path / "config.json") if (path / "config.json").is_file() else None,
-      "evaluations": {protocol: _read_json(file, f"run `evaluate --protocol={protocol}` again")
-                      for protocol, (_, file) in latest.items()},
-      "ensembles": [_read_json(file, "run the ensemble evaluation again")
-                    for file in sorted(path.glob("ensemble_*.json")) if _ENSEMBLE_FILE.fullmatch(file.name)],
+      "evaluations": {r.protocol: r for r in found if r.protocol != protocols.ENSEMBLE},
+      "ensembles": [r for r in found if r.protocol == protocols.ENSEMBLE],
   }
 
 
@@ -92,27 +84,25 @@ def comparison_rows(runs: list[dict]) -> list[dict]:
 
 def _run_rows(run: dict) -> list[dict]:
   """The run's results under its paper's protocol (without a paper, its config's evaluation.protocol) where
-  `evaluate` wrote them, else training's center-protocol results, with the cell saying so."""
+  `evaluate` wrote them, else training's own, under the center protocol, with the cell saying so."""
   config, summary = run["config"] or {}, run["summary"]
   paper = _paper(config.get("paper"), "")
-  wanted = paper["protocol"] or config.get("evaluation", {}).get("protocol") or "center"
-  if evaluation := run["evaluations"].get(wanted):
-    used, results, steps = wanted, _eval_results(evaluation), evaluation.get("step")
-  else:  # training evaluates with data.pp_eval: the center protocol
-    used, results, steps = "center", _summary_results(summary), summary.get("steps")
+  wanted = paper["protocol"] or config.get("evaluation", {}).get("protocol") or protocols.CENTER
+  used = wanted if wanted in run["evaluations"] else protocols.CENTER
+  evaluation = run["evaluations"].get(used)
   # Without config.json nothing says how the run evaluated, nor what its paper reported.
   protocol = _protocol_cell(used, paper, config.get("data", {}).get("eval_split")) if run["config"] else None
   common = {"overrides": run["overrides"], "model": config.get("model"), "protocol": protocol, "paper": paper,
-            "steps": steps, "wall_time_s": summary.get("wall_time_s"),
-            "images_per_second": summary.get("train_images_per_second")}
+            "steps": evaluation.step if evaluation else summary.get("steps"),
+            "wall_time_s": summary.get("wall_time_s"), "images_per_second": summary.get("train_images_per_second")}
   return [{**common, "name": _variant_name(run["name"], variant), **numbers}
-          for variant, numbers in (results or {"raw": {}}).items()]
+          for variant, numbers in (_numbers(evaluation) or {results.RAW: {}}).items()]
 
 
-def _ensemble_rows(run: dict, ensemble: dict) -> list[dict]:
+def _ensemble_rows(run: dict, ensemble: results.Results) -> list[dict]:
   """An ensemble beside its first member's paper's ensemble numbers; its name gives its size, and the paper's
   where they differ."""
-  members = ensemble.get("members", [])
+  members = [member.workdir for member in ensemble.members]
   configs = [_read_json(path) if (path := pathlib.Path(member) / "config.json").is_file() else None
              for member in members]
   first = configs[0] if configs and configs[0] else {}
@@ -120,13 +110,11 @@ def _ensemble_rows(run: dict, ensemble: dict) -> list[dict]:
   size = f"ensemble of {len(members)}"
   if paper["models"] and paper["models"] != len(members):
     size += f"; paper: {paper['models']}"
-  used = ensemble.get("member_protocol") or ensemble.get("protocol")
-  models = dict.fromkeys(config["model"] for config in configs if config and config.get("model"))
-  common = {"overrides": run["overrides"], "model": "+".join(models) or None, "paper": paper,
-            "protocol": _protocol_cell(used, paper, first.get("data", {}).get("eval_split")),
+  common = {"overrides": run["overrides"], "model": ensemble.model or None, "paper": paper,
+            "protocol": _protocol_cell(ensemble.member_protocol, paper, first.get("data", {}).get("eval_split")),
             "steps": None, "wall_time_s": None, "images_per_second": None}
   return [{**common, "name": _variant_name(f"{run['name']} ({size})", variant), **numbers}
-          for variant, numbers in (_eval_results(ensemble) or {"raw": {}}).items()]
+          for variant, numbers in (_numbers(ensemble) or {results.RAW: {}}).items()]
 
 
 def _variant_name(name: str, variant: str) -> str:
@@ -161,30 +149,12 @@ def _split_kind(split: str) -> str:
   return "val" if name == "validation" else name
 
 
-def _summary_results(summary: dict) -> dict[str, dict]:
-  """Training's evaluation, accuracies as fractions under eval/, eval_ema/ and eval_polyak/, as errors in percent."""
-  results = {}
-  for variant in _VARIANTS:
-    prefix = _summary_prefix(variant)
-    if any(f"{prefix}/{key}" in summary for key in ("top1", "top5", "loss")):
-      results[variant] = {"top1": _error(summary.get(f"{prefix}/top1")), "top5": _error(summary.get(f"{prefix}/top5")),
-                          "loss": summary.get(f"{prefix}/loss")}
-  return results
-
-
-def _summary_prefix(variant: str) -> str:
-  return "eval" if variant == "raw" else f"eval_{variant}"
-
-
-def _error(accuracy: float | None) -> float | None:
-  return None if accuracy is None else 100 * (1 - accuracy)
-
-
-def _eval_results(evaluation: dict) -> dict[str, dict]:
-  """An eval or ensemble file's results, already errors in percent."""
-  return {variant: {"top1": numbers.get("top1_error"), "top5": numbers.get("top5_error"),
-                    "loss": numbers.get("log_loss")}
-          for variant, numbers in evaluation.get("results", {}).items()}
+def _numbers(evaluation: results.Results | None) -> dict[str, dict]:
+  """Each parameter set's errors (percent) and log loss, as the table's cells read them."""
+  if evaluation is None:
+    return {}
+  return {name: {"top1": stats.top1_error, "top5": stats.top5_error, "loss": stats.log_loss}
+          for name, stats in evaluation.parameters.items()}
 
 
 def _difference(row: dict, key: str) -> float | None:
@@ -309,7 +279,7 @@ def plot_curves(curves: list[tuple[str, dict]], path) -> bool:
   """Writes a PNG of the training loss and the evaluation top-1 error against the step, one colour per run and
   dashed or dotted lines for its EMA or Polyak parameters, from (run name, read_curves) pairs; False, writing
   nothing, where no run has either curve."""
-  tags = ("train/loss", *(f"{_summary_prefix(variant)}/top1" for variant in _VARIANTS))
+  tags = (results.TRAIN_LOSS, *(results.scalar_key(variant, "top1_error") for variant in results.PARAMETER_SETS))
   curves = [(name, run_curves) for name, run_curves in curves if any(tag in run_curves for tag in tags)]
   if not curves:
     return False
@@ -319,12 +289,11 @@ def plot_curves(curves: list[tuple[str, dict]], path) -> bool:
   loss_axes, error_axes = figure.subplots(1, 2)
   for index, (name, run_curves) in enumerate(curves):
     color = f"C{index % 10}"
-    if "train/loss" in run_curves:
-      loss_axes.plot(*run_curves["train/loss"], color=color, label=name)
-    for variant in _VARIANTS:
-      if (tag := f"{_summary_prefix(variant)}/top1") in run_curves:
-        steps, accuracies = run_curves[tag]
-        error_axes.plot(steps, [_error(accuracy) for accuracy in accuracies], _LINE_STYLES[variant], color=color,
+    if results.TRAIN_LOSS in run_curves:
+      loss_axes.plot(*run_curves[results.TRAIN_LOSS], color=color, label=name)
+    for variant in results.PARAMETER_SETS:
+      if (tag := results.scalar_key(variant, "top1_error")) in run_curves:
+        error_axes.plot(*run_curves[tag], _LINE_STYLES[variant], color=color,
                         marker=".", label=_variant_name(name, variant))
   for axes, title in ((loss_axes, "training loss"), (error_axes, "evaluation top-1 error % (center)")):
     axes.set_xlabel("step")

@@ -6,7 +6,7 @@ default, the model axis has one device and every parameter is replicated.
 """
 
 import collections
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import numpy as np

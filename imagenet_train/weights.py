@@ -16,6 +16,8 @@ import re
 import jax
 import numpy as np
 
+from imagenet_train import checkpoint as checkpoint_lib
+from imagenet_train import state as state_lib
 from imagenet_train.errors import UserError
 
 # Flax leaf name -> PyTorch parameter or buffer name. A PReLU's slope is nn.PReLU's `weight`.
@@ -153,3 +155,27 @@ def to_state_dict(variables) -> dict[str, np.ndarray]:
   """Flax variables as a PyTorch-layout state_dict, the inverse of `to_variables`."""
   return {key: np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(leaf, np.float32)))
           for key, path, leaf in _entries(variables)}
+
+
+def import_weights(config, source: str, workdir: str, keep_init: str | None = None) -> int:
+  """Writes a step-0 checkpoint of `config` holding the PyTorch weights in `source` to `workdir`.
+
+  `evaluate` then scores the weights as they are, and `train` fine-tunes from them. Returns the
+  number of tensors imported."""
+  tensors = read_state_dict(source)  # a bad file fails before anything is created
+  checkpoint_lib.check_workdir(workdir)
+  setup = state_lib.prepare(config)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
+  try:
+    if checkpointer.latest_step() is not None:
+      raise UserError(f"{checkpointer.directory} already holds checkpoints: pass an empty --out directory")
+    state = jax.device_get(setup.initial_state())
+    variables = to_variables(tensors, {"params": state.params, "batch_stats": state.batch_stats},
+                             model=config.model, source=source, keep_init=keep_init)
+    state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
+    meta = {**checkpoint_lib.run_meta(setup, 0), "imported_from": os.path.abspath(source)}
+    checkpointer.save(0, jax.device_put(state, setup.state_sharding), meta, force=True)
+    checkpointer.wait()
+  finally:
+    checkpointer.close()
+  return len(tensors)

@@ -10,8 +10,10 @@ os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_forc
                                     QUICK_COMPILE])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gzip
 import importlib.util
 import pathlib
+import struct
 
 import numpy as np
 import pytest
@@ -35,6 +37,14 @@ def load_config(name: str = "default.py", arg: str | None = None):
   return module.get_config(arg) if arg is not None else module.get_config()
 
 
+def write_idx(path: str, array: np.ndarray) -> None:
+  """Writes a uint8 array as an IDX file, as Fashion-MNIST ships them, gzipped when `path` ends in .gz."""
+  header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
 def _images_and_labels(count: int, offset: int, rng):
   """Real Fashion-MNIST images when Debian's package is installed, else class-coded patterns."""
   if not fashion_mnist_local.missing_files(DEBIAN_DIR):
@@ -56,8 +66,8 @@ def fashion_mnist_dir(tmp_path_factory) -> str:
   rng = np.random.default_rng(0)
   for split, count, offset in (("train", NUM_TRAIN, 0), ("t10k", NUM_TEST, 1)):
     images, labels = _images_and_labels(count, offset, rng)
-    fashion_mnist_local.write_idx(str(directory / f"{split}-images-idx3-ubyte.gz"), images)
-    fashion_mnist_local.write_idx(str(directory / f"{split}-labels-idx1-ubyte"), labels)
+    write_idx(str(directory / f"{split}-images-idx3-ubyte.gz"), images)
+    write_idx(str(directory / f"{split}-labels-idx1-ubyte"), labels)
   return str(directory)
 
 
@@ -111,9 +121,9 @@ def fake_imagenet(tmp_path_factory):
 
 
 def imagenet_config(data_dir: str, pp_train: str, pp_eval: str = "decode|resize(8)"):
-  from imagenet_train import defaults
+  from imagenet_train.config import recipes
 
-  data = defaults.imagenet_data(pp_train, pp_eval)
+  data = recipes.imagenet_data(pp_train, pp_eval)
   data.data_dir = data_dir
   data.shuffle_buffer = 64
   return data

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-
 from imagenet_train import checkpoint, train
 
 from conftest import REPO, xla_flags

@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from imagenet_train import checkpoint, train
+from imagenet_train import checkpoint, results, train
 from imagenet_train.data import pipeline
 
 from conftest import REPO, xla_flags
@@ -65,7 +65,7 @@ def test_keeps_newest_checkpoints_and_the_best(config, tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2, enable_async=False)
   state = {"w": np.arange(3.0)}
   for step, top1 in ((1, 0.5), (2, 0.9), (3, 0.6), (4, 0.7), (5, None)):
-    ckpt.save(step, state, {"model": "m"}, metrics=None if top1 is None else {checkpoint.BEST_METRIC: top1})
+    ckpt.save(step, state, {"model": "m"}, metrics=None if top1 is None else {results.BEST_CHECKPOINT_METRIC: top1})
   ckpt.wait()
   assert sorted(ckpt.manager.all_steps()) == [2, 4, 5]
   assert ckpt.best_step() == 2

@@ -6,7 +6,6 @@ the session's fake ILSVRC2012 data (or the small Fashion-MNIST files for that tr
 the same train loop, pipeline and optimizer as a real run.
 """
 
-import functools
 import importlib.util
 import pathlib
 
@@ -14,7 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from imagenet_train import defaults, models, sharding, train
+from imagenet_train import models, protocols, sharding
+from imagenet_train import state as state_lib
+from imagenet_train import step as step_lib
+from imagenet_train.config import arguments
 from imagenet_train.data import pipeline
 from imagenet_train.errors import UserError
 
@@ -49,10 +51,10 @@ def test_every_variant_loads_with_its_paper_and_a_reproduction_command(name):
   for arg in _variants(module):
     config = module.get_config(arg)
     assert config.model in registered, (arg, config.model)
-    assert config.evaluation.protocol in defaults.PROTOCOLS, (arg, config.evaluation.protocol)
+    assert config.evaluation.protocol in protocols.names(), (arg, config.evaluation.protocol)
     paper = config.paper
     assert paper.reference and paper.table, (arg, "the paper block names its source")
-    assert paper.protocol in defaults.PROTOCOLS, (arg, paper.protocol)
+    assert paper.protocol in protocols.names(), (arg, paper.protocol)
     assert paper.top1 is not None or paper.top5 is not None, (arg, "the paper block holds a reported error")
     for error in (paper.top1, paper.top5, paper.ensemble_top1, paper.ensemble_top5):
       assert error is None or 0 < error < 100, (arg, error)
@@ -71,10 +73,9 @@ def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, 
   else:
     assert config.data.name == "imagenet2012"
     config.data.manual_dir, config.data.data_dir = fake_imagenet[0], fake_imagenet[1]
-  setup = train.prepare(config, jax.devices()[:1])
-  state = jax.jit(functools.partial(train.init_state, setup.model, setup.tx, setup.info.image_shape, config.seed,
-                                    train.averages_kept(config)), out_shardings=setup.state_sharding)()
-  step = train.jit_train_step(setup)
+  setup = state_lib.prepare(config, jax.devices()[:1])
+  state = setup.initial_state()
+  step = step_lib.jit_train_step(setup)
   batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
                                    start_step=0, process_index=0, process_count=1)
   before = jax.device_get(state.params)
@@ -88,8 +89,8 @@ def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, 
 
 def test_a_bad_config_argument_is_one_line():
   with pytest.raises(UserError, match="not one of"):
-    defaults.parse_arg("depth=50,colour=red", depth=18, smoke=False)
+    arguments.parse_arg("depth=50,colour=red", depth=18, smoke=False)
   with pytest.raises(UserError, match="is not a valid int"):
-    defaults.parse_arg("depth=fifty", depth=18)
-  assert defaults.parse_arg("101,smoke", depth=18, version="v1.5", smoke=False).to_dict() == {
+    arguments.parse_arg("depth=fifty", depth=18)
+  assert arguments.parse_arg("101,smoke", depth=18, version="v1.5", smoke=False).to_dict() == {
       "depth": 101, "version": "v1.5", "smoke": True}

@@ -15,14 +15,16 @@ import time
 import jax
 import numpy as np
 
+from imagenet_train import checkpoint
+from imagenet_train import state as state_lib
+
 from conftest import REPO, xla_flags
 from test_bad_input import assert_user_error, run_cli
-from imagenet_train import checkpoint, train
 
 
 def final_params(workdir, config):
   """The newest checkpoint's parameters, restored onto this process's 8 devices."""
-  setup = train.prepare(config)
+  setup = state_lib.prepare(config)
   ckpt = checkpoint.Checkpointer(str(workdir), keep=10, enable_async=False)
   try:
     step = ckpt.latest_step()
@@ -108,7 +110,7 @@ def write_sweep(path, body):
 
 def test_two_by_two_sweep_runs_four_distinct_runs_and_reports_them(config, tmp_path):
   sweep_file = write_sweep(tmp_path / "grid.py", 'product(axis("learning_rate", [0.05, 0.1]), '
-                                                 'axis("optimizer.momentum", [0.8, 0.9]))\n')
+                                                 'axis("optimizer.sgd.momentum", [0.8, 0.9]))\n')
   args = ["sweep", "--config=configs/default.py", f"--sweep={sweep_file}", f"--workdir={tmp_path / 'sweeps'}",
           f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
           "--config.batch_size=16", "--config.eval_batch_size=50", "--config.num_train_steps=2",

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from imagenet_train.config import recipes
 from imagenet_train.data import fake_imagenet as fake
 from imagenet_train.data import pipeline, prepare
 from imagenet_train.errors import UserError
@@ -175,26 +176,26 @@ def test_train_and_evaluate_on_fake_imagenet_through_the_cli(fake_imagenet, tmp_
 
 
 def test_final_normalize_on_the_device_equals_it_on_the_host(fake_imagenet):
-  from imagenet_train import defaults, train
+  from imagenet_train import step as step_lib
 
-  spec = f"decode_and_inception_crop(16)|flip_lr|{defaults.IMAGENET_NORMALIZE}"
-  data = imagenet_config(fake_imagenet[1], spec, f"decode(3)|resize(16)|{defaults.IMAGENET_NORMALIZE}")
+  spec = f"decode_and_inception_crop(16)|flip_lr|{recipes.IMAGENET_NORMALIZE}"
+  data = imagenet_config(fake_imagenet[1], spec, f"decode(3)|resize(16)|{recipes.IMAGENET_NORMALIZE}")
   builder = pipeline.open_builder(data)
   info = pipeline.dataset_info(builder, data)
-  assert info.device_normalize == (defaults.IMAGENET_MEAN, defaults.IMAGENET_STD)
+  assert info.device_normalize == (recipes.IMAGENET_MEAN, recipes.IMAGENET_STD)
   on_device = next(train_stream(data))
   data.normalize_on_device = False
   assert pipeline.dataset_info(builder, data).device_normalize is None
   on_host = next(train_stream(data))
   assert on_device["image"].dtype == np.uint8 and on_host["image"].dtype == np.float32
-  np.testing.assert_allclose(train.model_input(on_device["image"], np.float32, info.device_normalize),
+  np.testing.assert_allclose(step_lib.model_input(on_device["image"], np.float32, info.device_normalize),
                              on_host["image"], rtol=1e-5, atol=1e-5)
   data.normalize_on_device = True
   data.pp_eval = "decode(3)|resize(16)|normalize(mean=0.5, std=0.25)"  # differs from training's: stays on the host
   assert pipeline.dataset_info(builder, data).device_normalize is None
 
 
-@pytest.mark.parametrize("name", sorted(__import__("imagenet_train.defaults").defaults.TFDS_SPLITS))
+@pytest.mark.parametrize("name", sorted(recipes.TFDS_SPLITS))
 def test_documented_datasets_are_tfds_builders(name, tmp_path):
   builder = prepare.builder_for(name, str(tmp_path))
   assert not builder.is_prepared()

@@ -1,14 +1,15 @@
 """AlexNet's two towers on the mesh's model axis, as the paper split them over two GPUs."""
 
-import functools
 
 import jax
 import numpy as np
 import pytest
 
-from imagenet_train import sharding, train
+from imagenet_train import sharding
+from imagenet_train import state as state_lib
+from imagenet_train import step as step_lib
+from imagenet_train.config.schema import base_config
 from imagenet_train.data import DatasetInfo
-from imagenet_train.defaults import base_config
 from imagenet_train.errors import UserError
 
 SHAPE = (67, 67, 3)  # AlexNet's smallest input: every layer runs, on 1x1 maps at the end
@@ -21,13 +22,12 @@ def _setup(model_parallelism, split_towers):
   config.model_options.dropout_rate = 0.0
   config.learning_rate = 0.01
   mesh = sharding.create_mesh(jax.devices(), model_parallelism)
-  return train.build(config, mesh, DatasetInfo(10, SHAPE, num_train_examples=80, num_eval_examples=8)), config
+  return state_lib.build(config, mesh, DatasetInfo(10, SHAPE, num_train_examples=80, num_eval_examples=8)), config
 
 
 def _one_step(setup, config, batch):
-  state = jax.jit(functools.partial(train.init_state, setup.model, setup.tx, SHAPE, config.seed),
-                  out_shardings=setup.state_sharding)()
-  state, metrics, _ = train.jit_train_step(setup)(state, sharding.to_global(batch, setup.mesh))
+  state = setup.initial_state()
+  state, metrics, _ = step_lib.jit_train_step(setup)(state, sharding.to_global(batch, setup.mesh))
   return state, float(metrics.compute()["loss"])
 
 

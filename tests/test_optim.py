@@ -1,12 +1,13 @@
-"""Learning-rate schedules, the plateau rule and both kinds of weight decay."""
+"""Learning-rate schedules, the plateau rule, each optimizer's own fields and both kinds of weight decay."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from imagenet_train import optim
-from imagenet_train.defaults import base_config
+from imagenet_train.config.schema import base_config, epochs_to_steps
 from imagenet_train.errors import UserError
 
 
@@ -28,6 +29,11 @@ def test_exponential_schedule_is_googlenets_staircase():
   config = schedule_config(name="exponential", decay_every_epochs=8, decay_factor=0.96)
   lr = optim.learning_rate_schedule(config, steps_per_epoch=5, total_steps=1000)
   np.testing.assert_allclose([lr(0), lr(39), lr(40), lr(80)], [0.1, 0.1, 0.096, 0.1 * 0.96**2], rtol=1e-6)
+
+
+def test_epochs_to_steps_rounds_to_the_nearest_step():
+  assert [epochs_to_steps(e, 10) for e in (0, 0.04, 0.05, 0.26, 1, 2.5)] == [0, 0, 0, 3, 10, 25]
+  assert epochs_to_steps(90.0, 5004) == 450_360
 
 
 def test_warmup_then_cosine():
@@ -54,7 +60,7 @@ def test_plateau_divides_by_ten_after_patience_runs_out():
 def decay_only(mode: str, exclude: tuple[str, ...] = ()):
   """An optimizer whose updates, for zero gradients, are -0.1 x 0.5 x each decayed parameter."""
   config = schedule_config(name="constant")
-  config.optimizer.momentum = 0.0
+  config.optimizer.sgd.momentum = 0.0
   config.optimizer.weight_decay = 0.5
   config.optimizer.weight_decay_mode = mode
   config.optimizer.weight_decay_exclude = exclude
@@ -95,3 +101,61 @@ def test_unknown_schedule_and_optimizer_are_user_errors():
   config.optimizer.name = "lamb"
   with pytest.raises(UserError, match="unknown optimizer"):
     optim.create_optimizer(config, 10, 100)
+
+
+def first_update(name: str, grad: float = 2.0, **fields) -> float:
+  """The first update of one parameter under optimizer `name`, with `fields` set in its block."""
+  config = schedule_config(name="constant")
+  config.optimizer.name = name
+  config.optimizer.weight_decay = 0.0
+  config.optimizer[name].update(fields)
+  tx = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)[0]
+  params = {"w": jnp.ones(())}
+  return float(tx.update({"w": jnp.full((), grad)}, tx.init(params), params)[0]["w"])
+
+
+def test_each_optimizer_reads_its_own_block():
+  # Adam's first step after bias correction: -lr g / (|g| + eps).
+  np.testing.assert_allclose(first_update("adam", eps=1.0), -0.1 * 2 / 3, rtol=1e-5)
+  # RMSProp's: the mean square (1 - decay) g^2, eps outside the root, momentum's first step the update itself.
+  np.testing.assert_allclose(first_update("rmsprop", decay=0.5, eps=1.0), -0.1 * 2 / (np.sqrt(2) + 1), rtol=1e-5)
+  np.testing.assert_allclose(first_update("sgd", momentum=0.5, nesterov=True), -0.1 * 2 * 1.5, rtol=1e-5)
+  config = base_config()
+  assert set(config.optimizer.sgd) == {"momentum", "nesterov"}
+  assert set(config.optimizer.adam) == {"b1", "b2", "eps"}
+  assert set(config.optimizer.rmsprop) == {"decay", "eps", "momentum"}
+
+
+@pytest.mark.parametrize("name, direction", [
+    ("sgd", [optax.trace(decay=0.9)]),
+    ("adam", [optax.scale_by_adam()]),
+    ("rmsprop", [optax.scale_by_rms(eps_in_sqrt=False), optax.trace(decay=0.9)]),
+])
+def test_optimizer_state_keeps_the_layout_checkpoints_hold(name, direction):
+  """l2 decay, the direction, the learning rate: the chain (and so the state tree) earlier checkpoints hold."""
+  config = schedule_config(name="constant")
+  config.optimizer.name = name
+  tx = optim.create_optimizer(config, steps_per_epoch=1, total_steps=1)[0]
+  learning_rate = optax.scale_by_learning_rate(optax.constant_schedule(0.1))
+  expected = optax.chain(optax.add_decayed_weights(1e-4), *direction, learning_rate)
+  params = {"conv": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+  assert jax.tree.structure(tx.init(params)) == jax.tree.structure(expected.init(params))
+
+
+def test_a_config_recorded_with_the_flat_optimizer_block_reads_in_todays_layout():
+  """config.json of runs from before each optimizer had its own block: their fields land in the block of the
+  optimizer that read them (an ensemble rebuilds each member from its recorded config)."""
+  from imagenet_train.config import schema
+
+  recorded = base_config().to_dict()
+  recorded["optimizer"] = {"name": "rmsprop", "momentum": 0.6, "nesterov": False, "b1": 0.9, "b2": 0.999,
+                           "eps": 1.0, "rms_decay": 0.95, "weight_decay": 4e-5, "weight_decay_mode": "l2",
+                           "weight_decay_exclude": (), "grad_clip_norm": 2.0}
+  upgraded = schema.upgrade_recorded(recorded)["optimizer"]
+  assert upgraded["rmsprop"] == {"decay": 0.95, "eps": 1.0, "momentum": 0.6}
+  assert upgraded["sgd"] == base_config().optimizer.sgd.to_dict()  # unread by an rmsprop run: the defaults
+  assert {key: upgraded[key] for key in ("name", "weight_decay", "grad_clip_norm")} == {
+      "name": "rmsprop", "weight_decay": 4e-5, "grad_clip_norm": 2.0}
+  assert not {"momentum", "eps", "rms_decay", "b1"} & upgraded.keys()
+  today = base_config().to_dict()
+  assert schema.upgrade_recorded(today) is today  # a config in today's layout is left as it is

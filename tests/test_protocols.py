@@ -3,6 +3,9 @@ ensembles, the statistics, and the one-line refusals."""
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -11,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_train import defaults, evaluate, models, sharding, train
+from imagenet_train import evaluate, models, protocols, report, results, sharding, train
+from imagenet_train import state as state_lib
+from imagenet_train.config import recipes, schema
 from imagenet_train.data import DatasetInfo
 from imagenet_train.errors import UserError
 
-from conftest import NUM_FAKE_VAL, imagenet_config
+from conftest import NUM_FAKE_VAL, REPO, imagenet_config, xla_flags
 from test_bad_input import assert_user_error, run_cli
 
 
@@ -72,11 +77,11 @@ def _preprocess(spec: str, image: np.ndarray) -> np.ndarray:
 
 
 def test_ten_crop_protocol_gives_ten_distinct_views_at_the_right_coordinates():
-  config = defaults.base_config()
-  config.data.pp_eval = f"decode(3)|resize_small(80)|center_crop(64)|{defaults.IMAGENET_NORMALIZE}"
+  config = schema.base_config()
+  config.data.pp_eval = f"decode(3)|resize_small(80)|center_crop(64)|{recipes.IMAGENET_NORMALIZE}"
   config.evaluation.resize, config.evaluation.crop = 64, 48
-  (spec,) = evaluate.protocol_specs(config, "10crop")
-  assert spec == f"decode(3)|resize_small(64)|ten_crop(48)|{defaults.IMAGENET_NORMALIZE}"
+  (spec,) = protocols.specs(config, "10crop")
+  assert spec == f"decode(3)|resize_small(64)|ten_crop(48)|{recipes.IMAGENET_NORMALIZE}"
   image = _coordinate_image(64, 64)
   views = _preprocess(spec.rpartition("|")[0], image)  # without normalize: pixels stay comparable
   assert views.shape == (10, 48, 48, 3)
@@ -88,25 +93,25 @@ def test_ten_crop_protocol_gives_ten_distinct_views_at_the_right_coordinates():
   assert len({view.tobytes() for view in views}) == 10
 
   config.evaluation.square = True  # AlexNet: the central 64x64 square of a 64x96 image first
-  (spec,) = evaluate.protocol_specs(config, "10crop")
+  (spec,) = protocols.specs(config, "10crop")
   wide = _coordinate_image(64, 96)
   views = _preprocess(spec.rpartition("|")[0], wide)
   np.testing.assert_array_equal(views[1], wide[:48, 16:64])
 
 
 def test_every_protocol_keeps_the_decode_and_value_ops_and_counts_its_views():
-  config = defaults.base_config()
-  config.data.pp_eval = f"decode(1)|resize_small(36)|center_crop(32)|{defaults.IMAGENET_NORMALIZE}"
+  config = schema.base_config()
+  config.data.pp_eval = f"decode(1)|resize_small(36)|center_crop(32)|{recipes.IMAGENET_NORMALIZE}"
   config.evaluation.resize, config.evaluation.crop = 36, 32
   config.evaluation.scales, config.evaluation.googlenet_scales = (32, 40), (32, 36)
   image = _coordinate_image(40, 56)
   counts = {"center": 1, "10crop": 10, "multicrop": 2 * 50, "144crop": 2 * 36}
   for protocol, count in counts.items():
-    specs = evaluate.protocol_specs(config, protocol)
-    assert all(spec.startswith("decode(1)|") and spec.endswith(defaults.IMAGENET_NORMALIZE) for spec in specs)
+    specs = protocols.specs(config, protocol)
+    assert all(spec.startswith("decode(1)|") and spec.endswith(recipes.IMAGENET_NORMALIZE) for spec in specs)
     views = _preprocess(specs[0], image)
     assert (views.shape[0] if views.ndim == 4 else 1) == count, protocol
-  dense = evaluate.protocol_specs(config, "dense")
+  dense = protocols.specs(config, "dense")
   # The longer sides, 44.8 and 56, go to the nearest multiple of 32; the
   # 3-channel normalize broadcasts the grey image to 3 channels.
   assert [_preprocess(spec, image).shape for spec in dense] == [(32, 32, 3), (40, 64, 3)]
@@ -116,9 +121,9 @@ def test_flips_are_flips():
   """The dense protocol averages each image with its mirror: an image and its mirror then score
   alike, where without the flip a left-right asymmetric model tells them apart."""
   mesh = sharding.create_mesh(jax.devices()[:1])
-  config = defaults.base_config()
+  config = schema.base_config()
   config.model, config.dtype = "left_minus_right_for_tests", "float32"
-  setup = train.build(config, mesh, DatasetInfo(2, (8, 8, 1), 1024, 16))
+  setup = state_lib.build(config, mesh, DatasetInfo(2, (8, 8, 1), 1024, 16))
   variables = {"params": {"scale": jnp.ones(())}, "batch_stats": {}}
   image = np.zeros((1, 1, 8, 8, 1), np.float32)
   image[..., :4, :] = 1.0  # bright left half
@@ -132,45 +137,46 @@ def test_flips_are_flips():
 
 
 def _fake_imagenet_setup(fake_imagenet, model: str, **evaluation):
-  config = defaults.base_config()
+  config = schema.base_config()
   config.model, config.dtype = model, "float32"
   config.data = imagenet_config(fake_imagenet[1], "decode(3)|inception_crop(32)",
-                                f"decode(3)|resize_small(36)|center_crop(32)|{defaults.IMAGENET_NORMALIZE}")
+                                f"decode(3)|resize_small(36)|center_crop(32)|{recipes.IMAGENET_NORMALIZE}")
   config.batch_size, config.eval_batch_size = 8, 64
   config.evaluation.update(dict(resize=36, crop=32, scales=(32, 40), googlenet_scales=(32, 36), multiple=8,
                                 **evaluation))
-  return train.prepare(config)
+  return state_lib.prepare(config)
 
 
 def test_all_protocols_agree_on_an_input_blind_model(fake_imagenet):
   setup = _fake_imagenet_setup(fake_imagenet, "input_blind_for_tests")
-  state = jax.jit(lambda: train.init_state(setup.model, setup.tx, setup.info.image_shape, 0),
-                  out_shardings=setup.state_sharding)()
+  state = setup.initial_state()
   expected = np.asarray(jax.nn.softmax(state.params["bias"]))
-  results = {}
-  for protocol in defaults.PROTOCOLS:
-    scores = evaluate.score(setup, state, protocol)
+  statistics = {}
+  for protocol in protocols.names():
+    scores = evaluate.Scorer(setup, protocol).score(state)
     assert scores.probabilities.shape == (NUM_FAKE_VAL, 1000), protocol
     np.testing.assert_allclose(scores.probabilities, np.broadcast_to(expected, scores.probabilities.shape),
                                rtol=1e-5, atol=1e-7, err_msg=protocol)
-    results[protocol] = evaluate.statistics(scores)
+    statistics[protocol] = results.statistics(scores.probabilities, scores.labels)
     assert scores.views == {"center": 1, "10crop": 10, "multicrop": 100, "144crop": 72, "dense": 4}[protocol]
-  reference = results["center"]
-  for protocol, stats in results.items():
+  reference = statistics["center"]
+  for protocol, stats in statistics.items():
     for key in ("top1_error", "top5_error", "log_loss"):
-      assert stats[key] == pytest.approx(reference[key], rel=1e-5), (protocol, key)
-  assert reference["num_examples"] == NUM_FAKE_VAL
+      assert getattr(stats, key) == pytest.approx(getattr(reference, key), rel=1e-5), (protocol, key)
+  assert reference.num_examples == NUM_FAKE_VAL
 
 
 def test_statistics_and_confusion_matrix_by_hand(tmp_path):
   probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]])
   labels = np.array([0, 1, 1, 2])
   scores = evaluate.Scores(probabilities, labels, 1)
-  stats = evaluate.statistics(scores)
-  assert stats["top1_error"] == pytest.approx(25.0)  # example 1 predicts class 2
-  assert stats["top5_error"] == pytest.approx(0.0)
-  assert stats["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.4])))
-  assert stats["per_class_accuracy"] == [1.0, 0.5, 1.0]
+  stats = results.statistics(probabilities, labels)
+  assert stats.top1_error == pytest.approx(25.0)  # example 1 predicts class 2
+  assert stats.top5_error == pytest.approx(0.0)
+  assert stats.log_loss == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.4])))
+  assert stats.per_class_accuracy == [1.0, 0.5, 1.0]
+  # Target distributions (the onehot op's) count their most probable class as the label.
+  assert results.statistics(probabilities, np.eye(3)[labels] * 0.9 + 0.1 / 3) == stats
   matrix = evaluate.confusion_matrix(scores)
   np.testing.assert_array_equal(matrix, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
   path = tmp_path / "confusion.png"
@@ -180,17 +186,17 @@ def test_statistics_and_confusion_matrix_by_hand(tmp_path):
 
 
 def test_dense_refuses_a_model_whose_head_reads_a_fixed_size_map():
-  config = defaults.base_config()
+  config = schema.base_config()
   config.model, config.dtype = "lenet5", "float32"
-  setup = train.build(config, sharding.create_mesh(jax.devices()[:1]), DatasetInfo(10, (32, 32, 1), 1024, 16))
+  setup = state_lib.build(config, sharding.create_mesh(jax.devices()[:1]), DatasetInfo(10, (32, 32, 1), 1024, 16))
   with pytest.raises(UserError, match="cannot run dense evaluation.*fixed-size map.*--protocol=center"):
-    evaluate._check_any_size(setup, config)
+    evaluate._check_any_size(setup)
   with pytest.raises(UserError, match="unknown protocol 'five_crop'"):
-    evaluate.protocol_specs(config, "five_crop")
+    protocols.specs(config, "five_crop")
 
 
 def _train_lenet(workdir, data_config, steps=1):
-  config = defaults.base_config()
+  config = schema.base_config()
   config.model, config.dtype = "lenet5", "float32"
   config.data = data_config
   config.batch_size = config.eval_batch_size = 8
@@ -205,17 +211,18 @@ def test_ensembles_average_members_and_refuse_different_class_counts(fake_imagen
   _train_lenet(tmp_path / "b", imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)",
                                                "decode(1)|resize(32)"), steps=2)
   members = [str(tmp_path / "a"), str(tmp_path / "b")]
-  report = evaluate.evaluate_ensemble(first, members, str(tmp_path / "ensemble"), "latest", "center")
+  ensemble = evaluate.evaluate_ensemble(first, members, str(tmp_path / "ensemble"), "latest", "center")
   probabilities = []
   for workdir in members:
-    setup, state, _ = train.restore_for_evaluation(evaluate.member_config(workdir, first), workdir)
-    probabilities.append(evaluate.score(setup, state, "center").probabilities)
-  labels = evaluate.score(setup, state, "center").labels
-  expected = evaluate.statistics(evaluate.Scores(np.mean(probabilities, axis=0), labels, 1))
-  written = json.loads((tmp_path / "ensemble" / "ensemble_center.json").read_text())
-  assert written["results"]["raw"]["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-6)
-  assert written["results"]["raw"]["top1_error"] == pytest.approx(expected["top1_error"])
-  assert [m["step"] for m in report["member_results"]] == [1, 2]
+    setup, state, _ = evaluate.restore_for_evaluation(evaluate.member_config(workdir, first), workdir)
+    probabilities.append(evaluate.Scorer(setup, "center").score(state).probabilities)
+  labels = evaluate.Scorer(setup, "center").score(state).labels
+  expected = results.statistics(np.mean(probabilities, axis=0), labels)
+  (written,) = results.latest(tmp_path / "ensemble")
+  assert written == ensemble and written.protocol == "ensemble" and written.member_protocol == "center"
+  assert written.parameters["raw"].log_loss == pytest.approx(expected.log_loss, rel=1e-6)
+  assert written.parameters["raw"].top1_error == pytest.approx(expected.top1_error)
+  assert [member.step for member in ensemble.members] == [1, 2]
   assert (tmp_path / "ensemble" / "confusion_ensemble_center.png").stat().st_size > 0
 
   _train_lenet(tmp_path / "fmnist", config.data)  # Fashion-MNIST: 10 classes, not 1000
@@ -235,11 +242,48 @@ def test_evaluate_protocol_writes_results_and_bad_protocols_are_one_line(fake_im
   assert returncode == 0, stderr[-3000:]
   returncode, _, stderr = run_cli("evaluate", *args, "--protocol=10crop")
   assert returncode == 0, stderr[-3000:]
-  written = json.loads((tmp_path / "eval_10crop_step_1.json").read_text())
-  assert written["views"] == 10 and written["num_examples"] == NUM_FAKE_VAL
-  assert set(written["results"]) == {"raw", "ema"}
-  assert len(written["per_class_accuracy"]["raw"]) == 1000
-  assert (tmp_path / written["confusion_png"]["raw"]).stat().st_size > 0
+  written = results.read(tmp_path / "eval_10crop_step_1.json")
+  assert written.views == 10 and written.parameters["raw"].num_examples == NUM_FAKE_VAL
+  assert set(written.parameters) == {"raw", "ema"}
+  assert len(written.parameters["raw"].per_class_accuracy) == 1000
+  assert (tmp_path / written.confusion_png["raw"]).stat().st_size > 0
 
   assert_user_error(*run_cli("evaluate", *args, "--protocol=12crop"), "unknown protocol '12crop'", "10crop")
   assert_user_error(*run_cli("evaluate", *args, "--protocol=dense"), "cannot run dense evaluation", "lenet5")
+
+
+# A protocol registered from the test, at 28 pixels: here, and in the CLI's process below.
+_THROWAWAY = "resized_for_tests"
+_REGISTER_THROWAWAY = f"protocols.protocol({_THROWAWAY!r})(lambda evaluation: ['resize(28)'])"
+
+
+@pytest.fixture
+def throwaway_protocol():
+  exec(_REGISTER_THROWAWAY, {"protocols": protocols})
+  yield _THROWAWAY
+  del protocols._PROTOCOLS[_THROWAWAY]  # the registry the other tests see is the project's again
+
+
+def test_a_protocol_registered_anywhere_reaches_the_cli_the_results_and_the_report(
+    throwaway_protocol, fake_imagenet, tmp_path):
+  config = _train_lenet(tmp_path, imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)",
+                                                  "decode(1)|resize(32)"))
+  assert throwaway_protocol in protocols.names()
+  assert protocols.specs(config, throwaway_protocol) == ["decode(1)|resize(28)"]
+  (tmp_path / "config.json").write_text(json.dumps({**json.loads((tmp_path / "config.json").read_text()),
+                                                    "evaluation": {"protocol": throwaway_protocol}}))
+  cli = f"import sys; from imagenet_train import protocols, __main__; {_REGISTER_THROWAWAY}; __main__.run()"
+  args = ["evaluate", "--config=configs/default.py", f"--workdir={tmp_path}", f"--protocol={throwaway_protocol}",
+          "--config.model=lenet5", "--config.dtype=float32", "--config.data.name=imagenet2012",
+          f"--config.data.data_dir={fake_imagenet[1]}", "--config.data.train_split=train",
+          "--config.data.eval_split=validation", "--config.data.pp_train=decode(1)|inception_crop(32)",
+          "--config.data.pp_eval=decode(1)|resize(32)", "--config.batch_size=8", "--config.eval_batch_size=8"]
+  result = subprocess.run([sys.executable, "-c", cli, *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "XLA_FLAGS": xla_flags()}, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"under the {throwaway_protocol} protocol (1 views per image)" in result.stdout
+  written = results.read(tmp_path / f"eval_{throwaway_protocol}_step_1.json")
+  assert written.protocol == throwaway_protocol and written.parameters["raw"].num_examples == NUM_FAKE_VAL
+  rows = report.comparison_rows(report.collect([str(tmp_path)]))
+  assert [(row["protocol"], row["top1"]) for row in rows] == [
+      (throwaway_protocol, written.parameters["raw"].top1_error)]

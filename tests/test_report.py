@@ -8,7 +8,7 @@ import pytest
 from clu import metric_writers
 from PIL import Image
 
-from imagenet_train import report
+from imagenet_train import report, results
 from imagenet_train.errors import UserError
 
 VGG_PAPER = {"reference": "Simonyan and Zisserman, ICLR 2015", "table": "Table 3, row D", "protocol": "10crop",
@@ -29,9 +29,16 @@ def _config(model, paper):
           "data": {"name": "imagenet2012", "eval_split": "validation"}}
 
 
-def _eval_file(protocol, step, results):
-  return {"protocol": protocol, "step": step, "num_examples": 50_000, "views": 10, "results": results,
-          "per_class_accuracy": {}, "confusion_png": {}}
+def _stats(top1, top5, loss):
+  return results.Statistics(top1_error=top1, top5_error=top5, log_loss=loss, num_examples=50_000,
+                            per_class_accuracy=[])
+
+
+def _evaluation(workdir, protocol, step, parameters, model="vgg_d"):
+  """An evaluation of `parameters` {name: (top-1, top-5, loss)} written as `evaluate` and training write it."""
+  results.write(str(workdir), results.Results(
+      protocol=protocol, model=model, step=step, views=10,
+      parameters={name: _stats(*numbers) for name, numbers in parameters.items()}))
 
 
 def _scalars(workdir, points):
@@ -49,24 +56,21 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   vgg, alex = root / "vgg", root / "alex"
   _write(vgg / "config.json", _config("vgg_d", VGG_PAPER))
-  _write(vgg / "summary.json", {"eval/top1": 0.7, "eval/top5": 0.9, "eval/loss": 1.2, "eval_ema/top1": 0.71,
-                                "steps": 200, "wall_time_s": 3600.4, "train_images_per_second": 1000.2})
-  _write(vgg / "eval_10crop_step_100.json", _eval_file("10crop", 100, {
-      "raw": {"top1_error": 30.0, "top5_error": 10.0, "log_loss": 1.5}}))
-  _write(vgg / "eval_10crop_step_200.json", _eval_file("10crop", 200, {
-      "raw": {"top1_error": 26.25, "top5_error": 8.0, "log_loss": 1.1},
-      "ema": {"top1_error": 25.5, "top5_error": 7.25, "log_loss": 1.05}}))
-  _write(vgg / "eval_center_step_200.json", _eval_file("center", 200, {
-      "raw": {"top1_error": 29.0, "top5_error": 9.0, "log_loss": 1.2}}))
+  _write(vgg / "summary.json", {"steps": 200, "wall_time_s": 3600.4, "train_images_per_second": 1000.2})
+  _evaluation(vgg, "10crop", 100, {"raw": (30.0, 10.0, 1.5)})
+  _evaluation(vgg, "10crop", 200, {"raw": (26.25, 8.0, 1.1), "ema": (25.5, 7.25, 1.05)})
+  _evaluation(vgg, "center", 200, {"raw": (29.0, 9.0, 1.2), "ema": (29.5, 9.5, 1.25)})
   _write(alex / "config.json", _config("alexnet", ALEX_PAPER))
-  _write(alex / "summary.json", {"eval/top1": 0.6, "eval/top5": 0.8, "eval/loss": 1.8, "steps": 50})
-  _write(root / "old" / "summary.json", {"eval/top1": 0.5, "steps": 10})
-  _write(root / "ens" / "ensemble_10crop.json", {
-      "protocol": "ensemble", "member_protocol": "10crop", "members": [str(vgg), str(alex)], "num_examples": 50_000,
-      "results": {"raw": {"top1_error": 22.0, "top5_error": 6.0, "log_loss": 0.9}}})
-  _scalars(vgg, {100: {"train/loss": 2.5, "train/learning_rate": 0.1}, 200: {"train/loss": 2.0, "eval/top1": 0.25,
-                                                                               "eval_ema/top1": 0.5}})
-  _scalars(alex, {10: {"train/loss": 6.5}, 50: {"train/loss": 5.0, "eval/top1": 0.125}})
+  _write(alex / "summary.json", {"steps": 50})
+  _evaluation(alex, "center", 50, {"raw": (40.0, 20.0, 1.8)}, model="alexnet")
+  _evaluation(root / "old", "center", 10, {"raw": (50.0, 30.0, 2.0)}, model="lenet5")
+  results.write(str(root / "ens"), results.Results(
+      protocol="ensemble", model="vgg_d+alexnet", step=None, views=0, parameters={"raw": _stats(22.0, 6.0, 0.9)},
+      member_protocol="10crop", members=(results.Member(str(vgg), "vgg_d", 200, _stats(26.25, 8.0, 1.1)),
+                                         results.Member(str(alex), "alexnet", 50, _stats(40.0, 20.0, 1.8)))))
+  _scalars(vgg, {100: {"train/loss": 2.5, "train/learning_rate": 0.1},
+                 200: {"train/loss": 2.0, "eval/top1_error": 75.0, "eval_ema/top1_error": 50.0}})
+  _scalars(alex, {10: {"train/loss": 6.5}, 50: {"train/loss": 5.0, "eval/top1_error": 87.5}})
   return root
 
 
@@ -90,7 +94,7 @@ def test_table_puts_runs_beside_their_papers(runs):
       # the ensemble of two beside the paper's seven, evaluated with 10crop where the paper used dense
       ["ens (ensemble of 2; paper: 7)", "vgg_d+alexnet", "10crop (paper: dense, test split)", "23.7", "22.00",
        "-1.70", "6.8", "6.00", "-0.80", "0.9000", "-", "-", "-"],
-      ["old", "-", "-", "-", "50.00", "-", "-", "-", "-", "-", "10", "-", "-"],  # no config.json
+      ["old", "-", "-", "-", "50.00", "-", "-", "30.00", "-", "2.0000", "10", "-", "-"],  # no config.json
       # the latest 10crop evaluation, not the center one nor step 100
       ["vgg", "vgg_d", "10crop", "24.8", "26.25", "+1.45", "7.5", "8.00", "+0.50", "1.1000", "200", "3600", "1000"],
       ["vgg (ema)", "vgg_d", "10crop", "24.8", "25.50", "+0.70", "7.5", "7.25", "-0.25", "1.0500", "200", "3600",
@@ -100,21 +104,22 @@ def test_table_puts_runs_beside_their_papers(runs):
                         "- vgg_d+alexnet, vgg_d: Simonyan and Zisserman, ICLR 2015, Table 3, row D"]
 
 
-def test_center_fallback_uses_summary_averages(tmp_path):
+def test_center_fallback_uses_trainings_evaluation_with_its_averages(tmp_path):
   workdir = tmp_path / "resnet"
   _write(workdir / "config.json", _config("resnet50", {**ALEX_PAPER, "split": "val"}))
-  _write(workdir / "summary.json", {"eval/top1": 0.75, "eval/top5": 0.875, "eval_polyak/top1": 0.8, "steps": 5})
+  _write(workdir / "summary.json", {"steps": 5})
+  _evaluation(workdir, "center", 5, {"raw": (25.0, 12.5, 1.0), "polyak": (20.0, 10.0, 0.9)}, model="resnet50")
   rows, _ = _parse(report.write_report([str(workdir)]))
-  columns = ("run", "protocol", "top-1 error %", "Δ top-1", "top-5 error %")
+  columns = ("run", "protocol", "top-1 error %", "Δ top-1", "top-5 error %", "steps")
   assert [tuple(row[column] for column in columns) for row in rows] == [
-      ("resnet", "center (paper: 10crop)", "25.00", "-15.70", "12.50"),
-      ("resnet (polyak)", "center (paper: 10crop)", "20.00", "-20.70", "-")]
+      ("resnet", "center (paper: 10crop)", "25.00", "-15.70", "12.50", "5"),
+      ("resnet (polyak)", "center (paper: 10crop)", "20.00", "-20.70", "10.00", "5")]
 
 
 def test_read_curves_gives_back_the_written_points(runs, tmp_path):
   curves = report.read_curves(str(runs / "vgg"))
   assert curves["train/loss"] == ([100, 200], [2.5, 2.0])
-  assert curves["eval/top1"] == ([200], [0.25])
+  assert curves["eval/top1_error"] == ([200], [75.0])
   assert curves["train/learning_rate"][0] == [100] and curves["train/learning_rate"][1] == pytest.approx([0.1])
 
   # A resumed run writes a new event file that repeats the steps after its checkpoint: the later values count.
@@ -147,10 +152,10 @@ def test_bad_input(runs, tmp_path):
     report.write_report([str(tmp_path / "empty")])
 
   workdir = tmp_path / "broken"
-  _write(workdir / "summary.json", {"eval/top1": 0.5})
+  _write(workdir / "summary.json", {"steps": 5})
   (workdir / "eval_10crop_step_5.json").write_text('{"protocol": "10crop", "res')
-  with pytest.raises(UserError, match=r"eval_10crop_step_5.json is not valid JSON .*: delete it, or run "
-                                      r"`evaluate --protocol=10crop` again"):
+  with pytest.raises(UserError, match=r"eval_10crop_step_5.json is not an evaluation result of this version "
+                                      r"\(JSONDecodeError: .*\): delete it and run its evaluation again"):
     report.write_report([str(workdir)])
   (workdir / "eval_10crop_step_5.json").unlink()
   (workdir / "config.json").write_text("{")

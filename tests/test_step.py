@@ -1,20 +1,20 @@
 """The jitted train step: device-count invariance and that the default recipe learns."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from imagenet_train import sharding, train
+from imagenet_train import state as state_lib
+from imagenet_train import step as step_lib
 from imagenet_train.data import pipeline
 
 
 def _run_steps(config, devices, num_steps):
-  setup = train.prepare(config, devices)
-  state = jax.jit(functools.partial(train.init_state, setup.model, setup.tx, setup.info.image_shape, config.seed),
-                  out_shardings=setup.state_sharding)()
-  step = train.jit_train_step(setup)
+  setup = state_lib.prepare(config, devices)
+  state = setup.initial_state()
+  step = step_lib.jit_train_step(setup)
   batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
                                    start_step=0, process_index=0, process_count=1)
   losses = []
@@ -40,8 +40,8 @@ def test_three_steps_on_one_and_eight_devices_agree(config):
   _assert_trees_close(one.opt_state, eight.opt_state, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(one_losses, eight_losses, rtol=1e-6)
   # The steps moved the parameters, so the agreement is not vacuous.
-  setup = train.prepare(config, jax.devices()[:1])
-  init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
+  setup = state_lib.prepare(config, jax.devices()[:1])
+  init = state_lib.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
   assert not np.allclose(init.params["output"]["kernel"], one.params["output"]["kernel"], atol=1e-4)
 
 
@@ -58,8 +58,8 @@ def test_batchnorm_statistics_span_the_global_batch(config):
   one, _ = _run_steps(config, jax.devices()[:1], 3)
   eight, _ = _run_steps(config, jax.devices(), 3)
   _assert_trees_close(one.batch_stats, eight.batch_stats, rtol=1e-4, atol=1e-5)
-  setup = train.prepare(config, jax.devices()[:1])
-  init = train.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
+  setup = state_lib.prepare(config, jax.devices()[:1])
+  init = state_lib.init_state(setup.model, setup.tx, setup.info.image_shape, config.seed)
   assert not np.allclose(init.batch_stats["bn1"]["var"], one.batch_stats["bn1"]["var"], atol=1e-3)
 
 
@@ -87,8 +87,8 @@ def test_target_distributions_train_like_smoothed_class_indices():
   labels = jnp.asarray(rng.integers(0, 10, 6))
   smoothing = 0.1
   targets = jax.nn.one_hot(labels, 10) * (1 - smoothing) + smoothing / 10
-  np.testing.assert_allclose(train.cross_entropy(logits, targets, 10, 0.0),
-                             train.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
+  np.testing.assert_allclose(step_lib.cross_entropy(logits, targets, 10, 0.0),
+                             step_lib.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
   np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1),
                                 metrics_lib.topk_correct(logits, labels, 1))
 
@@ -99,10 +99,9 @@ def test_parameter_averages_follow_their_definitions(config, tmp_path):
   evaluates each beside the raw parameters."""
   config.averaging.ema_decay = 0.5
   config.averaging.polyak = True
-  setup = train.prepare(config, jax.devices()[:1])
-  state = jax.jit(functools.partial(train.init_state, setup.model, setup.tx, setup.info.image_shape, config.seed,
-                                    train.averages_kept(config)), out_shardings=setup.state_sharding)()
-  step = train.jit_train_step(setup)
+  setup = state_lib.prepare(config, jax.devices()[:1])
+  state = setup.initial_state()
+  step = step_lib.jit_train_step(setup)
   batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
                                    start_step=0, process_index=0, process_count=1)
   trajectory = [jax.device_get(state.params)]
@@ -112,12 +111,12 @@ def test_parameter_averages_follow_their_definitions(config, tmp_path):
   ema = trajectory[0]
   for t, params in enumerate(trajectory[1:], start=1):
     decay = min(0.5, (1 + t) / (10 + t))
-    ema = jax.tree.map(lambda a, x: decay * a + (1 - decay) * x, ema, params)
+    ema = jax.tree.map(lambda a, x, decay=decay: decay * a + (1 - decay) * x, ema, params)
   polyak = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *trajectory)  # states 0..3: polyak_start_epochs=0
   _assert_trees_close(state.averages["ema"]["params"], ema, rtol=1e-5, atol=1e-6)
   _assert_trees_close(state.averages["polyak"]["params"], polyak, rtol=1e-5, atol=1e-6)
   assert not np.allclose(jax.tree.leaves(polyak)[0], jax.tree.leaves(trajectory[-1])[0])
 
   summary = train.train_and_evaluate(config, str(tmp_path))
-  assert {"eval/top1", "eval_ema/top1", "eval_polyak/top1", "eval_ema/loss"} <= set(summary)
-  assert summary["eval_ema/loss"] != summary["eval/loss"]
+  assert {"eval/top1_error", "eval_ema/top1_error", "eval_polyak/top1_error", "eval_ema/log_loss"} <= set(summary)
+  assert summary["eval_ema/log_loss"] != summary["eval/log_loss"]

@@ -8,9 +8,10 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from conftest import REPO, load_config
-from imagenet_train import report, sweep
+from imagenet_train import report, results, sweep
 from imagenet_train.errors import UserError
+
+from conftest import REPO, load_config
 
 EXAMPLE = str(REPO / "sweeps" / "lr_batch.py")
 
@@ -64,12 +65,12 @@ def test_load_sweep_errors(tmp_path):
 
 def test_check_overrides_names_the_unknown_field():
   config = load_config()
-  sweep.check_overrides(config, [{"optimizer.momentum": 0.8, "data.pp_train": "decode(1)",
+  sweep.check_overrides(config, [{"optimizer.sgd.momentum": 0.8, "data.pp_train": "decode(1)",
                                   "model_options.pooling": "avg", "data.data_dir": "/tmp"}])
   with pytest.raises(UserError, match="overrides learning_rat, which the config lacks.*did you mean learning_rate"):
     sweep.check_overrides(config, [{"batch_size": 8}, {"learning_rat": 0.1}])
-  with pytest.raises(UserError, match="overrides optimizer.momentm, which the config lacks"):
-    sweep.check_overrides(config, [{"optimizer.momentm": 0.8}])
+  with pytest.raises(UserError, match="overrides optimizer.sgd.momentm, which the config lacks"):
+    sweep.check_overrides(config, [{"optimizer.sgd.momentm": 0.8}])
   with pytest.raises(UserError, match="overrides learning_rate.decay, which the config lacks"):
     sweep.check_overrides(config, [{"learning_rate.decay": 0.8}])
   with pytest.raises(UserError, match=r"sets batch_size to 'big' \(str\), but the config's batch_size is a int"):
@@ -80,10 +81,10 @@ def test_check_overrides_names_the_unknown_field():
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags' own loader
 def test_override_flags_parse_back():
-  overrides = {"learning_rate": 0.05, "optimizer.nesterov": False, "data.pp_train": "decode|flip_lr",
+  overrides = {"learning_rate": 0.05, "optimizer.sgd.nesterov": False, "data.pp_train": "decode|flip_lr",
                "schedule.boundaries_epochs": (30, 60), "optimizer.weight_decay": 1e-05, "batch_size": 64}
   arguments = sweep.override_flags(overrides)
-  assert arguments == ["--config.learning_rate=0.05", "--config.optimizer.nesterov=False",
+  assert arguments == ["--config.learning_rate=0.05", "--config.optimizer.sgd.nesterov=False",
                        "--config.data.pp_train=decode|flip_lr", "--config.schedule.boundaries_epochs=(30, 60)",
                        "--config.optimizer.weight_decay=1e-05", "--config.batch_size=64"]
 
@@ -97,7 +98,7 @@ def test_override_flags_parse_back():
 
 def test_run_name_collisions():
   assert sweep.run_name({"learning_rate": 0.1, "batch_size": 32}) == "learning_rate=0.1,batch_size=32"
-  assert sweep.run_name({"optimizer.momentum": 0.9}) == "momentum=0.9"
+  assert sweep.run_name({"optimizer.sgd.momentum": 0.9}) == "momentum=0.9"
   assert sweep.run_name({"data.pp_train": "decode|resize(8)"}) == "pp_train=decode_resize_8_"
   assert sweep.run_name({}) == "defaults"
 
@@ -114,20 +115,26 @@ def test_run_name_collisions():
   assert names == sweep.run_names(long)  # deterministic
 
 
-def _fake_run(directory, summary, info=None):
+def _fake_run(directory, summary, info=None, evaluation=None):
+  """A finished run: its summary, sweep info and training's last evaluation, {"raw": (top-1, top-5, loss)}."""
   directory.mkdir(parents=True)
   (directory / "summary.json").write_text(json.dumps(summary))
+  if evaluation:
+    results.write(str(directory), results.Results(
+        protocol="center", model="lenet5", step=summary["steps"], views=1,
+        parameters={name: results.Statistics(*numbers, num_examples=10, per_class_accuracy=[])
+                    for name, numbers in evaluation.items()}))
   if info:
     (directory / "sweep.json").write_text(json.dumps(info))
 
 
 def test_report_table(tmp_path):
   root = tmp_path / "sweeps" / "lr"
-  _fake_run(root / "00_a", {"eval/top1": 0.75, "eval/top5": 0.9, "eval/loss": 0.81234, "steps": 100,
-                            "wall_time_s": 12.6, "train_images_per_second": 1234.4},
-            {"name": "learning_rate=0.05", "overrides": {"learning_rate": 0.05}, "sweep": "lr"})
-  _fake_run(root / "01_b", {"eval/top1": 0.8, "steps": 100},
-            {"name": "pp_train=a_b", "overrides": {"data.pp_train": "a|b"}, "sweep": "lr"})
+  _fake_run(root / "00_a", {"steps": 100, "wall_time_s": 12.6, "train_images_per_second": 1234.4},
+            {"name": "learning_rate=0.05", "overrides": {"learning_rate": 0.05}, "sweep": "lr"},
+            {"raw": (25.0, 10.0, 0.81234)})
+  _fake_run(root / "01_b", {"steps": 100}, {"name": "pp_train=a_b", "overrides": {"data.pp_train": "a|b"},
+                                            "sweep": "lr"}, {"raw": (20.0, 12.5, 0.7)})
   (root / "01_b" / "checkpoints").mkdir()
 
   table = report.write_report([str(tmp_path / "sweeps"), str(root / "00_a")], str(tmp_path / "out" / "report.md"))
@@ -137,10 +144,10 @@ def test_report_table(tmp_path):
                       "| wall time s | images/s |")
   assert lines[1] == "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
   assert lines[2] == "| learning_rate=0.05 | 0.05 |  | 25.00 | 10.00 | 0.8123 | 100 | 13 | 1234 |"
-  assert lines[3] == "| pp_train=a_b |  | a\\|b | 20.00 | - | - | 100 | - | - |"
+  assert lines[3] == "| pp_train=a_b |  | a\\|b | 20.00 | 12.50 | 0.7000 | 100 | - | - |"
   assert len(lines) == 4  # the run found through both directories is listed once
 
-  _fake_run(tmp_path / "plain", {"eval/top1": 0.5})
+  _fake_run(tmp_path / "plain", {"steps": 1})
   assert report.collect([str(tmp_path / "plain")])[0]["name"] == "plain"
 
 

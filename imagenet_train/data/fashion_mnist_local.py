@@ -50,14 +50,6 @@ def read_idx(path: str) -> np.ndarray:
   return values.reshape(shape)
 
 
-def write_idx(path: str, array: np.ndarray) -> None:
-  """Writes a uint8 array as an IDX file, gzipped when `path` ends in .gz (used by tests)."""
-  header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "wb") as f:
-    f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
 class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
   """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017) from local IDX files."""
 

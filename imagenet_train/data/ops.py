@@ -16,6 +16,7 @@ faster kernel, as the Flax ImageNet example and big_vision do for their training
 """
 
 import ast
+import dataclasses
 import inspect
 from collections.abc import Callable
 
@@ -25,12 +26,45 @@ import tensorflow as tf
 from imagenet_train.errors import UserError
 
 Op = Callable[[dict, tf.Tensor], dict]
-_OPS: dict[str, Callable[..., Op]] = {}
+
+# What an op changes, declared where it is registered: evaluation protocols replace an eval
+# spec's geometry with their own views and keep its decode and its final value and label ops.
+DECODE = "decode"  # encoded bytes to pixels, nothing else
+GEOMETRY = "geometry"  # which pixels, and where: crops, resizes, flips (decode_and_* ops decode a window)
+COLOUR = "colour"  # pixel values, randomly: augmentation
+VALUE = "value"  # pixel values, deterministically: normalisation, mean subtraction
+LABEL = "label"  # the label, not the image
+KINDS = (DECODE, GEOMETRY, COLOUR, VALUE, LABEL)
 
 
-def register(name: str):
+@dataclasses.dataclass(frozen=True)
+class _Registered:
+  factory: Callable[..., Op]
+  kind: str
+
+
+_OPS: dict[str, _Registered] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+  """One op of a spec as written: `text` is `name(args, key=value)`."""
+  text: str
+  name: str
+  args: tuple
+  kwargs: dict
+
+  @property
+  def kind(self) -> str:
+    return _OPS[self.name].kind
+
+
+def register(name: str, kind: str):
+  if kind not in KINDS:
+    raise ValueError(f"op {name!r}: kind {kind!r} is not one of {KINDS}")
+
   def add(factory):
-    _OPS[name] = factory
+    _OPS[name] = _Registered(factory, kind)
     return factory
 
   return add
@@ -56,24 +90,36 @@ def _parse_call(text: str):
   raise UserError(f"cannot parse preprocessing op {text.strip()!r}: write name or name(literal, key=literal)")
 
 
-def parse(spec: str) -> Callable[[dict, tf.Tensor], dict]:
-  """Builds one function applying every op of `spec` in order, rejecting crops larger than a known image size."""
-  ops = []
-  side, source = None, None
+def calls(spec: str) -> list[Call]:
+  """The ops of `spec` in order, each known to the registry."""
+  result = []
   for part in spec.split("|"):
     name, args, kwargs = _parse_call(part)
     if name not in _OPS:
       raise UserError(f"unknown preprocessing op {name!r} in {spec!r}; known ops: {', '.join(sorted(_OPS))}")
+    result.append(Call(part.strip(), name, args, kwargs))
+  return result
+
+
+def join(ops: list[Call]) -> str:
+  return "|".join(call.text for call in ops)
+
+
+def parse(spec: str) -> Callable[[dict, tf.Tensor], dict]:
+  """Builds one function applying every op of `spec` in order, rejecting crops larger than a known image size."""
+  ops = []
+  side, source = None, None
+  for call in calls(spec):
     try:
-      op = _OPS[name](*args, **kwargs)
+      op = _OPS[call.name].factory(*call.args, **call.kwargs)
     except TypeError as error:
-      raise UserError(f"bad arguments for preprocessing op {part.strip()!r}: {error}") from None
+      raise UserError(f"bad arguments for preprocessing op {call.text!r}: {error}") from None
     if side is not None and getattr(op, "needs", 0) > side:
-      raise UserError(f"{part.strip()} is larger than the {side}-pixel shorter side that {source} leaves: "
+      raise UserError(f"{call.text} is larger than the {side}-pixel shorter side that {source} leaves: "
                       f"crop at most {side}, or resize to at least {op.needs}")
     # An op that declares nothing keeps the image size.
     if hasattr(op, "leaves"):
-      side, source = op.leaves, part.strip()
+      side, source = op.leaves, call.text
     ops.append(op)
 
   def apply(features: dict, seed: tf.Tensor) -> dict:
@@ -174,7 +220,7 @@ def _decode_window(encoded: tf.Tensor, window: Callable[[tf.Tensor], tf.Tensor])
   return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
-@register("decode")
+@register("decode", DECODE)
 def decode(channels: int = 0):
   """Decodes the encoded `image` (JPEG, PNG, ...) into uint8 HWC."""
 
@@ -186,7 +232,7 @@ def decode(channels: int = 0):
   return _sized(op, leaves=None)
 
 
-@register("decode_and_inception_crop")
+@register("decode_and_inception_crop", GEOMETRY)
 def decode_and_inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
                               method: str = "bilinear", antialias: bool = True):
   """Decodes a random window of `area` fraction and `aspect` ratio, resized to `size`x`size`, uint8.
@@ -201,7 +247,7 @@ def decode_and_inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3)
   return _sized(op, leaves=size)
 
 
-@register("inception_crop")
+@register("inception_crop", GEOMETRY)
 def inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
                    method: str = "bilinear", antialias: bool = True):
   """`decode_and_inception_crop` on an already decoded image (Szegedy et al. 2015)."""
@@ -213,7 +259,7 @@ def inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
   return _sized(op, leaves=size)
 
 
-@register("decode_and_center_crop")
+@register("decode_and_center_crop", GEOMETRY)
 def decode_and_center_crop(size: int, crop_fraction: float = 0.875,
                            method: str = "bilinear", antialias: bool = True):
   """Decodes the central square of `crop_fraction` times the shorter side, resized to `size`x`size`.
@@ -229,7 +275,7 @@ def decode_and_center_crop(size: int, crop_fraction: float = 0.875,
   return _sized(op, leaves=size)
 
 
-@register("resize")
+@register("resize", GEOMETRY)
 def resize(size: int, method: str = "bilinear", antialias: bool = True):
   """Resizes to `size`x`size`, ignoring the aspect and keeping the dtype (Caffe's 256x256 warp, Jia et al. 2014)."""
 
@@ -240,7 +286,7 @@ def resize(size: int, method: str = "bilinear", antialias: bool = True):
   return _sized(op, leaves=size)
 
 
-@register("resize_small")
+@register("resize_small", GEOMETRY)
 def resize_small(size: int, multiple: int = 1, method: str = "bilinear", antialias: bool = True):
   """Resizes the shorter side to `size`, keeping the aspect and the dtype (VGG's and ResNet's test scales).
 
@@ -255,7 +301,7 @@ def resize_small(size: int, multiple: int = 1, method: str = "bilinear", antiali
   return _sized(op, leaves=size)
 
 
-@register("random_resize_small")
+@register("random_resize_small", GEOMETRY)
 def random_resize_small(min_size: int, max_size: int, method: str = "bilinear", antialias: bool = True):
   """Resizes the shorter side to an integer drawn uniformly from [min_size, max_size], keeping the aspect.
 
@@ -271,7 +317,7 @@ def random_resize_small(min_size: int, max_size: int, method: str = "bilinear", 
   return _sized(op, leaves=min_size)
 
 
-@register("center_crop")
+@register("center_crop", GEOMETRY)
 def center_crop(size: int):
   """Crops the central `size`x`size` window (single-crop evaluation, e.g. He et al. 2016)."""
 
@@ -284,7 +330,7 @@ def center_crop(size: int):
   return _sized(op, leaves=size, needs=size)
 
 
-@register("random_crop")
+@register("random_crop", GEOMETRY)
 def random_crop(size: int, pad: int = 0):
   """Zero-pads by `pad` pixels on each side, then crops a random `size`x`size` window.
 
@@ -304,7 +350,7 @@ def random_crop(size: int, pad: int = 0):
   return _sized(op, leaves=size, needs=0 if pad else size)
 
 
-@register("flip_lr")
+@register("flip_lr", GEOMETRY)
 def flip_lr():
   """Flips the image left-right with probability one half (Krizhevsky et al. 2012)."""
 
@@ -322,7 +368,7 @@ _EIGVAL = [0.2175, 0.0188, 0.0045]
 _EIGVEC = [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
 
 
-@register("pca_lighting")
+@register("pca_lighting", COLOUR)
 def pca_lighting(sigma: float = 0.1):
   """Adds sum_i alpha_i lambda_i p_i, alpha_i ~ N(0, sigma), to every pixel: AlexNet's PCA lighting noise.
 
@@ -342,7 +388,7 @@ def _gray(image: tf.Tensor) -> tf.Tensor:
   return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
 
 
-@register("color_jitter")
+@register("color_jitter", COLOUR)
 def color_jitter(brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
   """torchvision's ColorJitter, always in the order brightness, contrast, saturation, hue (it shuffles the order).
 
@@ -373,7 +419,7 @@ def color_jitter(brightness: float = 0.0, contrast: float = 0.0, saturation: flo
   return op
 
 
-@register("normalize")
+@register("normalize", VALUE)
 def normalize(mean=0.0, std=1.0):
   """Scales pixels to [0, 1], then subtracts the per-channel `mean` and divides by `std` (He et al. 2016)."""
 
@@ -391,19 +437,18 @@ def split_final_normalize(spec: str) -> tuple[str, tuple | None]:
   The pipeline hands that last step to the accelerator, where it is free: the host then skips a float pass over
   every pixel and sends uint8 batches, a quarter of the bytes.
   """
-  head, _, last = spec.rpartition("|")
-  name, args, kwargs = _parse_call(last)
-  if name != "normalize" or not head:
+  *head, last = calls(spec)
+  if last.name != "normalize" or not head:
     return spec, None
   try:
-    bound = inspect.signature(normalize).bind(*args, **kwargs)
+    bound = inspect.signature(normalize).bind(*last.args, **last.kwargs)
   except TypeError as error:
-    raise UserError(f"bad arguments for preprocessing op {last.strip()!r}: {error}") from None
+    raise UserError(f"bad arguments for preprocessing op {last.text!r}: {error}") from None
   bound.apply_defaults()
-  return head, (bound.arguments["mean"], bound.arguments["std"])
+  return join(head), (bound.arguments["mean"], bound.arguments["std"])
 
 
-@register("subtract_mean")
+@register("subtract_mean", VALUE)
 def subtract_mean(mean):
   """Subtracts a per-channel `mean` in 0..255 pixel units, float32 out (VGG, Simonyan & Zisserman 2014)."""
 
@@ -414,7 +459,7 @@ def subtract_mean(mean):
   return op
 
 
-@register("subtract_mean_image")
+@register("subtract_mean_image", VALUE)
 def subtract_mean_image(path: str):
   """Subtracts the [H, W, C] mean image of the .npy file `path` (0..255 units), resized to the image if need be.
 
@@ -440,7 +485,7 @@ def subtract_mean_image(path: str):
   return op
 
 
-@register("onehot")
+@register("onehot", LABEL)
 def onehot(num_classes: int, smoothing: float = 0.0):
   """Turns `label` into a float32 one-hot vector, with Inception-v3's label smoothing (Szegedy et al. 2016)."""
 
@@ -453,7 +498,7 @@ def onehot(num_classes: int, smoothing: float = 0.0):
   return op
 
 
-@register("ten_crop")
+@register("ten_crop", GEOMETRY)
 def ten_crop(size: int):
   """The center and four corner `size`x`size` crops, then their mirrors: 10 views (Krizhevsky et al. 2012)."""
 
@@ -465,7 +510,7 @@ def ten_crop(size: int):
   return _sized(op, leaves=size, needs=size)
 
 
-@register("grid_crops")
+@register("grid_crops", GEOMETRY)
 def grid_crops(size: int, grid: int = 5, flips: bool = True):
   """`grid`x`grid` evenly spaced `size`x`size` crops, row-major, then their mirrors if `flips`.
 
@@ -480,7 +525,7 @@ def grid_crops(size: int, grid: int = 5, flips: bool = True):
   return _sized(op, leaves=size, needs=size)
 
 
-@register("vgg_multi_crop")
+@register("vgg_multi_crop", GEOMETRY)
 def vgg_multi_crop(size: int = 224, scales=(256, 384, 512), grid: int = 5):
   """`grid_crops` with flips at each shorter side in `scales`: 150 views by default (Simonyan & Zisserman 2014)."""
   if min(scales) < size:
@@ -495,7 +540,7 @@ def vgg_multi_crop(size: int = 224, scales=(256, 384, 512), grid: int = 5):
   return _sized(op, leaves=size)
 
 
-@register("googlenet_crops")
+@register("googlenet_crops", GEOMETRY)
 def googlenet_crops(size: int = 224, scales=(256, 288, 320, 352)):
   """GoogLeNet's 144 test views (Szegedy et al. 2014, section 7): 3 squares per scale, 6 views each, and mirrors.
 

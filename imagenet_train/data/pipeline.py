@@ -12,7 +12,7 @@ padded with masked examples to a batch count that is the same on every process.
 
 import math
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import ml_collections
 import numpy as np

@@ -12,7 +12,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import tensorflow as tf
 import tensorflow_datasets as tfds

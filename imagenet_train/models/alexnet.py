@@ -29,14 +29,15 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
+from imagenet_train.models import check_choice, check_range, register
+from imagenet_train.models.layers import adaptive_avg_pool, flatten_channel_major, local_response_norm
 from imagenet_train.sharding import MODEL_AXIS
-from imagenet_train.models.layers import local_response_norm
 
 _paper_init = nn.initializers.normal(0.01)
 _he_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
+@register("alexnet", native_input=(227, 227, 3), params=60_965_224, multiply_adds=0.724, small=((67, 67, 3), {}))
 class AlexNet(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
@@ -48,6 +49,13 @@ class AlexNet(nn.Module):
   stem: str = "imagenet"  # small: a 3x3 stride-1 conv1 for 28-32 pixel inputs
   width_multiplier: float = 1.0
   initializer: str = "paper"  # he: N(0, 2 / fan-in) weights and biases of 0, for narrow networks
+
+  def __post_init__(self):
+    check_choice("towers", self.towers, (1, 2))
+    check_choice("stem", self.stem, ("imagenet", "small"))
+    check_range("width_multiplier", self.width_multiplier, low_open=True)
+    check_choice("initializer", self.initializer, ("paper", "he"))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -85,13 +93,15 @@ class AlexNet(nn.Module):
     x = nn.relu(conv(width(384), (3, 3), padding=1, name="conv3")(x))
     x = nn.relu(grouped(width(384), (3, 3), padding=1, name="conv4")(x))
     x = pool(nn.relu(grouped(width(256), (3, 3), padding=1, name="conv5")(x)))
-    x = x.reshape(x.shape[0], -1) if small else _adaptive_flatten(x, 6)  # 6x6 at 227: a plain flatten
+    # torchvision's AdaptiveAvgPool2d(6), flattened as torch flattens: at 227 the map is 6x6 already.
+    x = x.reshape(x.shape[0], -1) if small else flatten_channel_major(adaptive_avg_pool(x, 6))
     dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=not train)
     x = dropout()(nn.relu(dense(width(4096), bias_init=hidden_bias_init, name="fc6")(x)))
     x = dropout()(nn.relu(dense(width(4096), bias_init=hidden_bias_init, name="fc7")(x)))
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_paper_init, name="fc8")(x)
 
 
+@register("alexnet_torchvision", params=61_100_840, multiply_adds=0.714, small=((63, 63, 3), {}))
 class AlexNetTorchvision(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
@@ -109,44 +119,8 @@ class AlexNetTorchvision(nn.Module):
     x = nn.relu(conv(384, (3, 3), padding=1, name="features.6")(x))
     x = nn.relu(conv(256, (3, 3), padding=1, name="features.8")(x))
     x = pool(nn.relu(conv(256, (3, 3), padding=1, name="features.10")(x)))
-    x = _adaptive_flatten(x, 6)
+    x = flatten_channel_major(adaptive_avg_pool(x, 6))
     dense = functools.partial(nn.Dense, dtype=self.dtype)
     x = nn.relu(dense(4096, name="classifier.1")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
     x = nn.relu(dense(4096, name="classifier.4")(nn.Dropout(self.dropout_rate, deterministic=not train)(x)))
     return dense(self.num_classes, name="classifier.6")(x)
-
-
-def _adaptive_flatten(x, size: int):
-  """torchvision's AdaptiveAvgPool2d(size) for maps whose sides divide or are divided by size,
-  flattened channel-major as torchvision flattens, so that its FC6 weights apply unchanged."""
-  height, width = x.shape[1:3]
-  if height % size == 0 and width % size == 0:
-    x = x.reshape(x.shape[0], size, height // size, size, width // size, x.shape[-1]).mean(axis=(2, 4))
-  elif size % height == 0 and size % width == 0:
-    x = jnp.repeat(jnp.repeat(x, size // height, axis=1), size // width, axis=2)
-  else:
-    raise ValueError(f"adaptive pooling of a {height}x{width} map to {size}x{size} is not supported: "
-                     f"use an input whose final map divides or is divided by {size}")
-  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-
-
-@register("alexnet", native_input=(227, 227, 3))
-def alexnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, towers: int = 2,
-            split_towers: bool = False, stem: str = "imagenet", width_multiplier: float = 1.0,
-            initializer: str = "paper") -> nn.Module:
-  if towers not in (1, 2):
-    raise TypeError(f"towers must be 1 or 2, not {towers!r}")
-  if stem not in ("imagenet", "small"):
-    raise TypeError(f"stem must be 'imagenet' or 'small', not {stem!r}")
-  if not width_multiplier > 0:
-    raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
-  if initializer not in ("paper", "he"):
-    raise TypeError(f"initializer must be 'paper' or 'he', not {initializer!r}")
-  return AlexNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, towers=towers,
-                 split_towers=split_towers, stem=stem, width_multiplier=width_multiplier,
-                 initializer=initializer)
-
-
-@register("alexnet_torchvision")
-def alexnet_torchvision(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5) -> nn.Module:
-  return AlexNetTorchvision(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)

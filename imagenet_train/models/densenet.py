@@ -29,14 +29,15 @@ Inputs must be at least 29x29 so that the third transition's pooling has a 2x2 m
 """
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from imagenet_train.models import register
+from imagenet_train.models import OptionError, check_range, register
 
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 # torch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -62,27 +63,36 @@ _RematDenseLayer = nn.remat(DenseLayer, policy=jax.checkpoint_policies.save_only
 
 class DenseNet(nn.Module):
   num_classes: int
-  growth_rate: int
-  block_sizes: Sequence[int]
+  growth_rate: int  # k, and the stem's width: the architecture, fixed by each registration
   stem_width: int
+  block_sizes: Sequence[int]  # an option too, with the registration's default
   dtype: Any = jnp.float32
+  width_multiplier: float = 1.0  # scales k and the stem together
+
+  def __post_init__(self):
+    check_range("width_multiplier", self.width_multiplier, low_open=True)
+    if len(self.block_sizes) != 4 or min(self.block_sizes) < 1:
+      raise OptionError(f"block_sizes must be four positive layer counts, not {self.block_sizes!r}")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
       raise ValueError(f"DenseNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
                        f"{x.shape[1]}x{x.shape[2]}")
+    scale = lambda width: max(1, round(width * self.width_multiplier))
+    growth_rate = scale(self.growth_rate)
     conv = functools.partial(nn.Conv, use_bias=False, padding=0, kernel_init=_conv_init, dtype=self.dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype)
-    x = conv(self.stem_width, (7, 7), 2, padding=3, name="features.conv0")(x)
+    x = conv(scale(self.stem_width), (7, 7), 2, padding=3, name="features.conv0")(x)
     x = nn.relu(norm(name="features.norm0")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block_index, block_size in enumerate(self.block_sizes, start=1):
       block = f"features.denseblock{block_index}"
       features = [x]
       for layer_index in range(1, block_size + 1):
-        layer = _RematDenseLayer(self.growth_rate, conv, norm, name=f"{block}.denselayer{layer_index}")
+        layer = _RematDenseLayer(growth_rate, conv, norm, name=f"{block}.denselayer{layer_index}")
         features.append(layer(tuple(features)))
       x = jnp.concatenate(features, axis=-1)
       if block_index < len(self.block_sizes):
@@ -95,31 +105,18 @@ class DenseNet(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=_linear_init, dtype=self.dtype, name="classifier")(x)
 
 
-# depth: (growth rate k, layers per block, stem width)
+# depth: (growth rate k, layers per block, stem width, parameters and multiply-adds (G) at 224
+# with 1000 classes)
 _CONFIGS = {
-    121: (32, (6, 12, 24, 16), 64),
-    169: (32, (6, 12, 32, 32), 64),
-    201: (32, (6, 12, 48, 32), 64),
-    161: (48, (6, 12, 36, 24), 96),
-    264: (32, (6, 12, 64, 48), 64),
+    121: (32, (6, 12, 24, 16), 64, 7_978_856, 2.834),
+    169: (32, (6, 12, 32, 32), 64, 14_149_480, 3.360),
+    201: (32, (6, 12, 48, 32), 64, 20_013_928, 4.291),
+    161: (48, (6, 12, 36, 24), 96, 28_681_000, 7.728),
+    264: (32, (6, 12, 64, 48), 64, 33_337_704, 5.752),
 }
-
-
-def _constructor(depth: int):
-  growth_rate, block_sizes, stem_width = _CONFIGS[depth]
-
-  def build(*, num_classes: int, dtype=jnp.float32, width_multiplier: float = 1.0,
-            block_sizes: Sequence[int] = block_sizes) -> nn.Module:
-    if width_multiplier <= 0:
-      raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
-    if len(block_sizes) != 4 or min(block_sizes) < 1:
-      raise TypeError(f"block_sizes must be four positive layer counts, not {block_sizes!r}")
-    scale = lambda width: max(1, round(width * width_multiplier))
-    return DenseNet(num_classes=num_classes, growth_rate=scale(growth_rate), block_sizes=tuple(block_sizes),
-                    stem_width=scale(stem_width), dtype=dtype)
-
-  return build
-
-
-for _depth in _CONFIGS:
-  register(f"densenet{_depth}")(_constructor(_depth))
+# Every kind of layer, with fewer of them: XLA unrolls DenseNet-121's 58 dense layers.
+_SMALL = ((32, 32, 3), {"width_multiplier": 1 / 8, "block_sizes": (2, 2, 2, 2)})
+for _depth, (_growth_rate, _block_sizes, _stem_width, _params, _multiply_adds) in _CONFIGS.items():
+  register(f"densenet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL,
+           defaults=dict(block_sizes=_block_sizes))(
+               functools.partial(DenseNet, growth_rate=_growth_rate, stem_width=_stem_width))

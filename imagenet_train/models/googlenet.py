@@ -25,20 +25,26 @@ of a 112-pixel image, where the CIFAR GoogLeNets drop the stem's second pooling 
 14 and 7 at four times the cost. The auxiliary heads pool their 7x7 grid to 4x4 adaptively.
 `width_multiplier` scales every convolution's width and the auxiliary heads' FC layers. The
 defaults are the ImageNet networks.
-
-This file also holds what inception.py shares: `BasicConv`, torch-style pooling and the
-auxiliary-head plumbing.
 """
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from imagenet_train.models import register
-from imagenet_train.models.layers import local_response_norm
+from imagenet_train.models import check_choice, check_range, register
+from imagenet_train.models.layers import (
+  AuxiliaryClassifiers,
+  BasicConv,
+  adaptive_avg_pool,
+  flatten_channel_major,
+  local_response_norm,
+  max_pool_ceil,
+  sow_aux_logits,
+  torch_trunc_normal,
+)
 
 # Table 1: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection.
 _TABLE_1 = {
@@ -52,85 +58,6 @@ _AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 
 # Caffe's "xavier" filler: uniform with variance 1/fan_in.
 _caffe_xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
-
-
-def torch_trunc_normal(std: float):
-  """torch's trunc_normal_(std=std, a=-2, b=2), as torchvision's GoogLeNet and Inception-v3 use
-  it: the bounds are absolute, so at these small deviations it is a plain normal in all but name."""
-  return nn.initializers.truncated_normal(std, lower=-2.0 / std, upper=2.0 / std)
-
-
-class BasicConv(nn.Module):
-  """torchvision's BasicConv2d: a bias-free convolution ("conv"), BatchNorm ("bn") and ReLU.
-  With `epsilon=None` the convolution has a bias and no BatchNorm follows (the 2014 networks)."""
-
-  features: int
-  kernel_size: int | Sequence[int]
-  strides: int = 1
-  padding: Any = 0  # as torch's Conv2d: an int, or a (height, width) pair, on both sides
-  epsilon: float | None = 1e-3
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    kernel = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-    x = nn.Conv(self.features, kernel, self.strides, padding=self.padding, use_bias=self.epsilon is None,
-                kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype, name="conv")(x)
-    if self.epsilon is not None:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=self.dtype,
-                       name="bn")(x)
-    return nn.relu(x)
-
-
-def max_pool_ceil(x, window: int, stride: int):
-  """torch's MaxPool2d(window, stride, ceil_mode=True), which is also Caffe's only rounding: a
-  partial window at the far edges makes one more output. (torch's rule against windows that
-  start past the edge never applies without padding and with window >= stride.)"""
-  padding = []
-  for side in x.shape[1:3]:
-    cells = -(-(side - window) // stride) + 1
-    padding.append((0, (cells - 1) * stride + window - side))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=padding)
-
-
-def adaptive_avg_pool(x, size: int):
-  """torch's adaptive_avg_pool2d to size x size: output cell i averages input rows (and columns)
-  floor(i * n / size) to ceil((i + 1) * n / size), overlapping or repeating where size does not
-  divide n. Averaging rows and then columns equals averaging each rectangle."""
-  for axis in (1, 2):
-    n = x.shape[axis]
-    cells = [jax.lax.slice_in_dim(x, i * n // size, -(-(i + 1) * n // size), axis=axis).mean(axis, keepdims=True)
-             for i in range(size)]
-    x = jnp.concatenate(cells, axis)
-  return x
-
-
-def _flatten_channel_major(x):
-  """Flattens NHWC maps in torch's NCHW order, so that torch's Linear weights apply unchanged."""
-  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-
-
-def wants_aux(model: nn.Module, train: bool) -> bool:
-  """Auxiliary classifiers run in training, and at init so that their parameters exist even
-  when init runs with train=False; evaluation never pays for them."""
-  return model.aux_heads and (train or model.is_initializing())
-
-
-def sow_aux_logits(head: nn.Module, logits) -> None:
-  """Reports an auxiliary head's logits as ("aux_logits", <head name>, "logits"): Flax refuses a
-  variable named like a submodule in the same scope, so the head sows them in its own scope."""
-  head.sow("aux_logits", "logits", logits)
-
-
-def check_options(*, aux_loss_weight: float = 0.0, **dropout_rates: float) -> None:
-  """The registry turns TypeError into a bad-option message."""
-  for name, rate in dropout_rates.items():
-    if not 0 <= rate < 1:
-      raise TypeError(f"{name} must be in [0, 1), not {rate!r}")
-  if aux_loss_weight < 0:
-    raise TypeError(f"aux_loss_weight must not be negative, not {aux_loss_weight!r}")
 
 
 def _caffe_lrn(x):
@@ -179,22 +106,30 @@ class InceptionAux(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = _flatten_channel_major(self.conv_block(self.width(128), 1, name="conv")(self.pool(x), train))
+    x = flatten_channel_major(self.conv_block(self.width(128), 1, name="conv")(self.pool(x), train))
     x = nn.relu(self.dense(self.width(1024), bias_init=self.hidden_bias_init, name="fc1")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     sow_aux_logits(self, self.dense(self.num_classes, name="fc2")(x))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(AuxiliaryClassifiers, nn.Module):
   num_classes: int
+  torchvision: bool  # the architecture, fixed by each registration
   dtype: Any = jnp.float32
-  torchvision: bool = False
   dropout_rate: float = 0.4
   aux_dropout_rate: float = 0.7
   aux_heads: bool = True
   aux_loss_weight: float = 0.3
   stem: str = "imagenet"  # small: a 3x3 stride-1 conv1 and no pooling after it, for 28-32 pixel inputs
   width_multiplier: float = 1.0
+
+  def __post_init__(self):
+    check_range("dropout_rate", self.dropout_rate, high=1)
+    check_range("aux_dropout_rate", self.aux_dropout_rate, high=1)
+    check_range("aux_loss_weight", self.aux_loss_weight)
+    check_choice("stem", self.stem, ("imagenet", "small"))
+    check_range("width_multiplier", self.width_multiplier, low_open=True)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -228,7 +163,7 @@ class GoogLeNet(nn.Module):
     for module, widths in _TABLE_1.items():
       x = Inception(tuple(map(width, widths)), conv, large_kernel=3 if self.torchvision else 5,
                     name=f"inception{module}")(x, train)
-      if module in _AUX_AFTER and wants_aux(self, train):
+      if module in _AUX_AFTER and self.wants_aux(train):
         InceptionAux(self.num_classes, conv, dense, aux_pool, self.aux_dropout_rate, hidden_bias_init, width,
                      name=_AUX_AFTER[module])(x, train)
       if module in _POOL_AFTER:
@@ -237,30 +172,10 @@ class GoogLeNet(nn.Module):
     return dense(self.num_classes, name="fc")(x)
 
 
-def _check_small_input_options(stem: str, width_multiplier: float) -> None:
-  if stem not in ("imagenet", "small"):
-    raise TypeError(f"stem must be 'imagenet' or 'small', not {stem!r}")
-  if not width_multiplier > 0:
-    raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
-
-
-@register("googlenet")
-def googlenet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.4, aux_dropout_rate: float = 0.7,
-              aux_heads: bool = True, aux_loss_weight: float = 0.3, stem: str = "imagenet",
-              width_multiplier: float = 1.0) -> nn.Module:
-  check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
-  _check_small_input_options(stem, width_multiplier)
-  return GoogLeNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate,
-                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight,
-                   stem=stem, width_multiplier=width_multiplier)
-
-
-@register("googlenet_torchvision")
-def googlenet_torchvision(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.2,
-                          aux_dropout_rate: float = 0.7, aux_heads: bool = True, aux_loss_weight: float = 0.3,
-                          stem: str = "imagenet", width_multiplier: float = 1.0) -> nn.Module:
-  check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate, aux_dropout_rate=aux_dropout_rate)
-  _check_small_input_options(stem, width_multiplier)
-  return GoogLeNet(num_classes=num_classes, dtype=dtype, torchvision=True, dropout_rate=dropout_rate,
-                   aux_dropout_rate=aux_dropout_rate, aux_heads=aux_heads, aux_loss_weight=aux_loss_weight,
-                   stem=stem, width_multiplier=width_multiplier)
+# Counts at 224 with 1000 classes, auxiliary heads included: the two heads hold 6,379,728
+# parameters; without them 6,998,552 (paper "about 7M") and torchvision's 6,624,904. Multiply-adds
+# without the heads: counted by models.counting, as torchvision's "GFLOPS" count them.
+register("googlenet", params=13_378_280, multiply_adds=1.58, small=((32, 32, 3), {}))(
+    functools.partial(GoogLeNet, torchvision=False))
+register("googlenet_torchvision", params=13_004_888, multiply_adds=1.498, small=((32, 32, 3), {}),
+         defaults=dict(dropout_rate=0.2))(functools.partial(GoogLeNet, torchvision=True))

@@ -21,14 +21,21 @@ adaptively. The head runs while training (and at init), reports its logits in th
 """
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
-from imagenet_train.models.googlenet import (BasicConv, adaptive_avg_pool, check_options, max_pool_ceil,
-                                              sow_aux_logits, torch_trunc_normal, wants_aux)
+from imagenet_train.models import check_range, register
+from imagenet_train.models.layers import (
+  AuxiliaryClassifiers,
+  BasicConv,
+  adaptive_avg_pool,
+  max_pool_ceil,
+  sow_aux_logits,
+  torch_trunc_normal,
+)
 
 # The Figure 5 table: 1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pooling, pool
 # projection (0: the pooled input passes through), stride.
@@ -79,10 +86,16 @@ class BNInceptionModule(nn.Module):
     return jnp.concatenate(branches, axis=-1)
 
 
+# 11,285,224 parameters (Caffe's, with biases: 11,295,240); 2.03 G multiply-adds is the SENet paper's figure.
+@register("bn_inception", params=11_285_224, multiply_adds=2.03, small=((32, 32, 3), {}))
 class BNInception(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
   dropout_rate: float = 0.0
+
+  def __post_init__(self):
+    check_range("dropout_rate", self.dropout_rate, high=1)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -199,12 +212,20 @@ class InceptionAux(nn.Module):
     sow_aux_logits(self, x)
 
 
-class Inception3(nn.Module):
+# torchvision's count, with its auxiliary head, and its "GFLOPS".
+@register("inception_v3", native_input=(299, 299, 3), params=27_161_264, multiply_adds=5.713,
+          small=((75, 75, 3), {}))
+class Inception3(AuxiliaryClassifiers, nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
   dropout_rate: float = 0.5
   aux_heads: bool = True
   aux_loss_weight: float = 0.4
+
+  def __post_init__(self):
+    check_range("dropout_rate", self.dropout_rate, high=1)
+    check_range("aux_loss_weight", self.aux_loss_weight)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -223,24 +244,10 @@ class Inception3(nn.Module):
     x = InceptionB(conv, name="Mixed_6a")(x, train)
     for name, channels_7x7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
       x = InceptionC(channels_7x7, conv, name=name)(x, train)
-    if wants_aux(self, train):
+    if self.wants_aux(train):
       InceptionAux(self.num_classes, conv, self.dtype, name="AuxLogits")(x, train)
     x = InceptionD(conv, name="Mixed_7a")(x, train)
     x = InceptionE(conv, name="Mixed_7b")(x, train)
     x = InceptionE(conv, name="Mixed_7c")(x, train)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.mean(x, axis=(1, 2)))
     return nn.Dense(self.num_classes, kernel_init=torch_trunc_normal(0.1), dtype=self.dtype, name="fc")(x)
-
-
-@register("bn_inception")
-def bn_inception(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.0) -> nn.Module:
-  check_options(dropout_rate=dropout_rate)
-  return BNInception(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)
-
-
-@register("inception_v3", native_input=(299, 299, 3))
-def inception_v3(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, aux_heads: bool = True,
-                 aux_loss_weight: float = 0.4) -> nn.Module:
-  check_options(aux_loss_weight=aux_loss_weight, dropout_rate=dropout_rate)
-  return Inception3(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, aux_heads=aux_heads,
-                    aux_loss_weight=aux_loss_weight)

@@ -22,38 +22,30 @@ Both need inputs of at least 75x75, where the last grid is 1x1 (8x8 at 299).
 """
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from imagenet_train.models import register
+from imagenet_train.models.layers import BasicConv
 
 # TF-slim's inception_arg_scope: variance_scaling_initializer(), He's N(0, 2/fan_in), truncated.
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 _MINIMUM = 75
 
 
-class BasicConv(nn.Module):
-  """Convolution without a bias, BatchNorm and ReLU: every convolution of the Inception blocks.
+def _conv_block(train: bool, dtype):
+  """Every convolution of the Inception blocks: layers.BasicConv with TF-slim's initialisation,
+  called on its input alone. `padding` is Flax's: "VALID", or "SAME", which for the stride-1 odd
+  kernels used with it pads k // 2 on each side as the torch ports do."""
 
-  `padding` is Flax's: "VALID", or "SAME", which for the stride-1 odd kernels used with it pads
-  k // 2 on each side as the torch ports do."""
+  def conv(features, kernel, strides=1, padding="VALID", *, name):
+    block = BasicConv(features, kernel, strides, padding, kernel_init=_conv_init, dtype=dtype, name=name)
+    return lambda x: block(x, train)
 
-  features: int
-  kernel: int | tuple[int, int]
-  strides: int = 1
-  padding: str = "VALID"
-  train: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = (self.kernel, self.kernel) if isinstance(self.kernel, int) else self.kernel
-    x = nn.Conv(self.features, kernel, self.strides, padding=self.padding, use_bias=False, kernel_init=_conv_init,
-                dtype=self.dtype, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-3, dtype=self.dtype, name="bn")(x)
-    return nn.relu(x)
+  return conv
 
 
 def _branch(conv, x, name: str, *layers):
@@ -115,7 +107,7 @@ class InceptionA(nn.Module):  # Figure 4, 35x35x384
 class ReductionA(nn.Module):  # Figure 7, 35x35 to 17x17, shared by both networks
   conv: Callable[..., nn.Module]
   k: int
-  l: int
+  l: int  # noqa: E741 (the paper's Table 1 names the filter counts k, l, m, n)
   m: int
   n: int
 
@@ -190,7 +182,7 @@ class InceptionV4(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     _check_input(x, "Inception-v4")
-    conv = functools.partial(BasicConv, train=train, dtype=self.dtype)
+    conv = _conv_block(train, self.dtype)
     stem = [functools.partial(conv, 32, 3, 2), functools.partial(conv, 32, 3),
             functools.partial(conv, 64, 3, 1, "SAME")]
     blocks = [Mixed3a, Mixed4a, Mixed5a, *[InceptionA] * 4, functools.partial(ReductionA, k=192, l=224, m=256, n=384),
@@ -265,7 +257,7 @@ class InceptionResNetV2(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     _check_input(x, "Inception-ResNet-v2")
-    conv = functools.partial(BasicConv, train=train, dtype=self.dtype)
+    conv = _conv_block(train, self.dtype)
     x = conv(32, 3, 2, name="conv2d_1a")(x)
     x = conv(32, 3, name="conv2d_2a")(x)
     x = _max_pool(conv(64, 3, 1, "SAME", name="conv2d_2b")(x))
@@ -285,12 +277,8 @@ class InceptionResNetV2(nn.Module):
     return _classify(x, self.num_classes, self.dropout_rate, train, self.dtype)
 
 
-def _constructor(module):
-  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.2) -> nn.Module:
-    return module(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)
-
-  return build
-
-
-register("inception_v4", native_input=(299, 299, 3))(_constructor(InceptionV4))
-register("inception_resnet_v2", native_input=(299, 299, 3))(_constructor(InceptionResNetV2))
+# Counts of the released ports with 1000 classes; multiply-adds are timm's figures for the same ports.
+register("inception_v4", native_input=(299, 299, 3), params=42_679_816, multiply_adds=12.28,
+         small=((75, 75, 3), {}))(InceptionV4)
+register("inception_resnet_v2", native_input=(299, 299, 3), params=55_843_464, multiply_adds=13.16,
+         small=((75, 75, 3), {}))(InceptionResNetV2)

@@ -22,12 +22,13 @@ tests.
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
+from imagenet_train.models import check_range, register
 
 # Per convolution: (features, kernel, stride, padding, pooling window and stride or 0 for none).
 _CONFIGS = {
@@ -50,6 +51,10 @@ class OverFeat(nn.Module):
   dropout_rate: float = 0.5
   width_multiplier: float = 1.0
 
+  def __post_init__(self):
+    check_range("width_multiplier", self.width_multiplier, low_open=True)
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < self.input_size:
@@ -69,16 +74,8 @@ class OverFeat(nn.Module):
     return scores.max(axis=(1, 2))  # spatial max per class (Section 3.3); 1x1 at the native input
 
 
-def _constructor(model: str):
-  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5,
-            width_multiplier: float = 1.0) -> nn.Module:
-    if width_multiplier <= 0:
-      raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
-    return OverFeat(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate,
-                    width_multiplier=width_multiplier, **_CONFIGS[model])
-
-  return build
-
-
-for _model, _config in _CONFIGS.items():
-  register(f"overfeat_{_model}", native_input=(_config["input_size"],) * 2 + (3,))(_constructor(_model))
+_SMALL = ((231, 231, 3), {"width_multiplier": 1 / 32})
+register("overfeat_fast", native_input=(231, 231, 3), params=145_920_872, multiply_adds=2.801, small=_SMALL)(
+    functools.partial(OverFeat, **_CONFIGS["fast"]))
+register("overfeat_accurate", native_input=(221, 221, 3), params=144_656_488, multiply_adds=5.355, small=_SMALL)(
+    functools.partial(OverFeat, **_CONFIGS["accurate"]))

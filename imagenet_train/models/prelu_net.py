@@ -50,20 +50,20 @@ Not in the paper, so chosen here:
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
-from imagenet_train.models.googlenet import max_pool_ceil
-from imagenet_train.models.layers import PReLU
-from imagenet_train.models.sppnet import spatial_pyramid_pool
+from imagenet_train.models import check_range, register
+from imagenet_train.models.layers import PReLU, max_pool_ceil, spatial_pyramid_pool
 
 # Per stage after conv1 and its pooling: (width, convolutions), the stages separated by 2x2
 # stride-2 pooling (Table 3, model C).
 _MODEL_C = ((384, 6), (768, 6), (896, 6))
 _MIN_SIZE = 16
+_LEVELS = (7, 3, 2, 1)  # Section 2.3
 # He et al.'s equation 14: zero mean, variance 2/n^ with n^ = k*k*d the fan-out (Flax's
 # "fan_out" of a conv kernel is k*k*c_out).
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -76,8 +76,11 @@ class PReLUNet(nn.Module):
   stages: Sequence[tuple[int, int]]
   dtype: Any = jnp.float32
   dropout_rate: float = 0.5
-  levels: Sequence[int] = (7, 3, 2, 1)
   width_multiplier: float = 1.0
+
+  def __post_init__(self):
+    check_range("width_multiplier", self.width_multiplier, low_open=True)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -92,7 +95,7 @@ class PReLUNet(nn.Module):
       for index in range(1, depth + 1):
         x = conv(width(features), (3, 3), padding=1, name=f"conv{stage}_{index}")(x)
         x = PReLU(name=f"prelu{stage}_{index}")(x)
-    x = spatial_pyramid_pool(x, self.levels)
+    x = spatial_pyramid_pool(x, _LEVELS)
 
     def dense(features, name):
       return nn.Dense(features, dtype=self.dtype, name=name, kernel_init=nn.initializers.normal(_FC_STDDEVS[name]))
@@ -103,10 +106,8 @@ class PReLUNet(nn.Module):
     return dense(self.num_classes, "fc3")(x)
 
 
-@register("prelu_net_c")
-def prelu_net_c(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5,
-                width_multiplier: float = 1.0) -> nn.Module:
-  if width_multiplier <= 0:
-    raise TypeError(f"width_multiplier must be positive, not {width_multiplier!r}")
-  return PReLUNet(num_classes=num_classes, stages=_MODEL_C, dtype=dtype, dropout_rate=dropout_rate,
-                  width_multiplier=width_multiplier)
+# Counted from this implementation (no stored source gives model C's parameters); its
+# multiply-adds agree with the paper's complexity row: He et al. 2015, Table 3 (arXiv v1 text),
+# model C, 5.30e10.
+register("prelu_net_c", params=330_623_944, multiply_adds=53.0, small=((32, 32, 3), {"width_multiplier": 1 / 16}))(
+    functools.partial(PReLUNet, stages=_MODEL_C))

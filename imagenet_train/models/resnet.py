@@ -29,13 +29,14 @@ as Cadene's (`layer0.conv1` ... `layer0.bn3`); Cadene's `se_module.fc1`/`fc2` ar
 """
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
-from imagenet_train.models.layers import PReLU, SqueezeExcitation
+from imagenet_train.models import OptionError, check_choice, register
+from imagenet_train.models.layers import PReLU, SqueezeExcitation, max_pool_ceil
 
 # He et al. initialise convolutions with N(0, 2/fan_out) (torchvision's kaiming_normal_, fan_out).
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -45,12 +46,6 @@ def _conv(features, kernel, strides=1, **kwargs):
   """A bias-free convolution padded as torch pads it, k // 2 on every side."""
   return nn.Conv(features, kernel, strides, padding=[(k // 2, k // 2) for k in kernel], use_bias=False,
                  kernel_init=_conv_init, **kwargs)
-
-
-def _max_pool_ceil(x, window: int = 3, stride: int = 2):
-  """torch's MaxPool2d(window, stride, ceil_mode=True): a last, partial window where the input runs out."""
-  padding = [(0, -(-(size - window) // stride) * stride + window - size) for size in x.shape[1:3]]
-  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
 
 
 class ResidualBlock(nn.Module):
@@ -101,21 +96,33 @@ class ResidualBlock(nn.Module):
 
 class ResNet(nn.Module):
   num_classes: int
+  # The architecture, fixed by each registration.
   stage_sizes: Sequence[int]
   bottleneck: bool
+  groups: int
+  group_width: int
+  se_reduction: int
+  first_width: float
+  shortcut_kernel: int
+  # The options.
   dtype: Any = jnp.float32
   stride_on: str = "3x3"
   shortcut: str = "B"
   activation: str = "relu"
-  groups: int = 1
-  group_width: int = 64
-  se_reduction: int = 0
-  first_width: float = 1.0
-  shortcut_kernel: int = 1
   stem: str = "imagenet"
   width: int = 64
   zero_init_last_norm: bool = False
   dropout_rate: float = 0.0
+
+  def __post_init__(self):
+    check_choice("stride_on", self.stride_on, ("1x1", "3x3"))  # v1 or v1.5
+    check_choice("shortcut", self.shortcut, ("A", "B", "C"))
+    check_choice("activation", self.activation, ("relu", "prelu"))
+    check_choice("stem", self.stem, ("imagenet", "small", "deep"))
+    if self.stem == "deep" and self.shortcut == "A" and not self.bottleneck:
+      # Zero padding can widen a shortcut but not narrow the deep stem's 2 * width channels.
+      raise OptionError("shortcut 'A' needs a bottleneck ResNet with the deep stem")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -130,7 +137,7 @@ class ResNet(nn.Module):
     if self.stem == "deep":
       for index, (features, strides) in enumerate(((self.width, 2), (self.width, 1), (2 * self.width, 1)), 1):
         x = act()(norm(name=f"layer0.bn{index}")(conv(features, (3, 3), strides, name=f"layer0.conv{index}")(x)))
-      x = _max_pool_ceil(x)
+      x = max_pool_ceil(x, 3, 2)
     elif self.stem == "imagenet":
       x = act()(norm(name="bn1")(conv(self.width, (7, 7), 2, name="conv1")(x)))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
@@ -153,42 +160,36 @@ _DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 
            101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
 
 
-def _constructor(depth: int, groups: int = 1, group_width: int = 64, se_reduction: int = 0,
-                 stride_on_default: str = "3x3", stem_default: str = "imagenet", dropout_default: float = 0.0,
-                 **architecture):
+def _resnet(depth: int, groups: int = 1, group_width: int = 64, se_reduction: int = 0, first_width: float = 1.0,
+            shortcut_kernel: int = 1):
   stage_sizes, bottleneck = _DEPTHS[depth]
-
-  def build(*, num_classes: int, dtype=jnp.float32, stride_on: str = stride_on_default, shortcut: str = "B",
-            activation: str = "relu", stem: str = stem_default, width: int = 64,
-            zero_init_last_norm: bool = False, dropout_rate: float = dropout_default) -> nn.Module:
-    if stride_on not in ("1x1", "3x3"):
-      raise TypeError(f"stride_on must be '1x1' (v1) or '3x3' (v1.5), not {stride_on!r}")
-    if shortcut not in ("A", "B", "C"):
-      raise TypeError(f"shortcut must be 'A', 'B' or 'C', not {shortcut!r}")
-    if activation not in ("relu", "prelu"):
-      raise TypeError(f"activation must be 'relu' or 'prelu', not {activation!r}")
-    if stem not in ("imagenet", "small", "deep"):
-      raise TypeError(f"stem must be 'imagenet', 'small' or 'deep', not {stem!r}")
-    if stem == "deep" and shortcut == "A" and not bottleneck:
-      # Zero padding can widen a shortcut but not narrow the deep stem's 2 * width channels.
-      raise TypeError("shortcut 'A' needs a bottleneck ResNet with the deep stem")
-    return ResNet(num_classes=num_classes, stage_sizes=stage_sizes, bottleneck=bottleneck, dtype=dtype,
-                  stride_on=stride_on, shortcut=shortcut, activation=activation, groups=groups,
-                  group_width=group_width, se_reduction=se_reduction, stem=stem, width=width,
-                  zero_init_last_norm=zero_init_last_norm, dropout_rate=dropout_rate, **architecture)
-
-  return build
+  return functools.partial(ResNet, stage_sizes=stage_sizes, bottleneck=bottleneck, groups=groups,
+                           group_width=group_width, se_reduction=se_reduction, first_width=first_width,
+                           shortcut_kernel=shortcut_kernel)
 
 
-for _depth in _DEPTHS:
-  register(f"resnet{_depth}")(_constructor(_depth))
-for _depth, _groups, _group_width in ((50, 32, 4), (101, 32, 4), (101, 32, 8), (101, 64, 4)):
-  register(f"resnext{_depth}_{_groups}x{_group_width}d")(_constructor(_depth, _groups, _group_width))
+# Counts at 224 with 1000 classes and multiply-adds (G): counted by models.counting, as
+# torchvision's "GFLOPS" count them; papers' own figures where marked.
+_SMALL = ((32, 32, 3), {"stem": "small", "width": 4})
+_SMALL_GROUPED = ((32, 32, 3), {"stem": "small", "width": 16})  # 16: each group keeps a channel
+_SMALL_SE = ((32, 32, 3), {"stem": "small", "width": 16})  # width 16: SE's C/16 must be at least 1
+for _depth, _params, _multiply_adds in ((18, 11_689_512, 1.814), (34, 21_797_672, 3.664), (50, 25_557_032, 4.089),
+                                        (101, 44_549_160, 7.801), (152, 60_192_808, 11.514)):
+  register(f"resnet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL)(_resnet(_depth))
+for _depth, _groups, _group_width, _params, _multiply_adds in (
+    (50, 32, 4, 25_028_904, 4.230), (101, 32, 4, 44_177_704, 7.97), (101, 32, 8, 88_791_336, 16.414),
+    (101, 64, 4, 83_455_272, 15.46)):
+  register(f"resnext{_depth}_{_groups}x{_group_width}d", params=_params, multiply_adds=_multiply_adds,
+           small=_SMALL_GROUPED)(_resnet(_depth, _groups, _group_width))
 # SE-ResNet's FLOP counts match v1 striding (the stride on the first 1x1), so that is its
-# default; SE-ResNeXt keeps ResNeXt's stride on the 3x3.
-for _depth in (50, 101, 152):
-  register(f"se_resnet{_depth}")(_constructor(_depth, se_reduction=16, stride_on_default="1x1"))
-for _depth in (50, 101):
-  register(f"se_resnext{_depth}_32x4d")(_constructor(_depth, 32, 4, se_reduction=16))
-register("senet154")(_constructor(152, 64, 4, se_reduction=16, stem_default="deep", dropout_default=0.2,
-                                  first_width=0.5, shortcut_kernel=3))
+# default; SE-ResNeXt keeps ResNeXt's stride on the 3x3. Multiply-adds: the SENet paper's
+# Table 2 (v1 striding for SE-ResNet), and timm's figure for SENet-154.
+for _depth, _params, _multiply_adds in ((50, 28_088_024, 3.87), (101, 49_326_872, 7.60), (152, 66_821_848, 11.32)):
+  register(f"se_resnet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL_SE,
+           defaults=dict(stride_on="1x1"))(_resnet(_depth, se_reduction=16))
+for _depth, _params, _multiply_adds in ((50, 27_559_896, 4.25), (101, 48_955_416, 8.00)):
+  register(f"se_resnext{_depth}_32x4d", params=_params, multiply_adds=_multiply_adds, small=_SMALL_SE)(
+      _resnet(_depth, 32, 4, se_reduction=16))
+register("senet154", params=115_088_984, multiply_adds=20.77, small=((32, 32, 3), {"width": 32}),  # 64 groups
+         defaults=dict(stem="deep", dropout_rate=0.2))(
+             _resnet(152, 64, 4, se_reduction=16, first_width=0.5, shortcut_kernel=3))

@@ -11,64 +11,40 @@ layers are ZFNet's.
 
 Bins follow the paper, windows ceil(a/n) wide at a stride of floor(a/n) on an a x a map,
 wherever that makes n bins (a = 13 at 224); where it does not (a = 10 at 180: 9 bins for the
-6x6 level) they fall back to torch's adaptive bins, so the output never changes size. Training
+6x6 level) they fall back to torch's adaptive bins, so the output never changes size (layers.py's
+`spatial_pyramid_pool`, which PReLU-net shares). Training
 at several sizes (the paper's 180 and 224) is a matter for the input pipeline.
 
 The smallest input is 39x39, where conv5's map is 1x1.
 """
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from imagenet_train.models import register
+from imagenet_train.models.layers import spatial_pyramid_pool
 from imagenet_train.models.zfnet import zf_classifier, zf_features
 
 _MIN_SIZE = 39
+_LEVELS = (6, 3, 2, 1)
 
 
-def _bins(size: int, count: int) -> list[tuple[int, int]]:
-  """[start, end) of `count` bins along a side of `size`.
-
-  The paper's windows are ceil(size/count) wide at a stride of floor(size/count). For some
-  sizes that does not make `count` windows (10 rows into 6 bins gives 9, and fewer rows than
-  bins none); there the bins are torch's adaptive ones, [floor(i*size/count), ceil((i+1)*size/count)).
-  """
-  window, stride = -(-size // count), size // count
-  if stride and (size - window) // stride + 1 == count:
-    return [(i * stride, i * stride + window) for i in range(count)]
-  return [(i * size // count, -(-(i + 1) * size // count)) for i in range(count)]
-
-
-def spatial_pyramid_pool(x, levels: Sequence[int] = (6, 3, 2, 1)):
-  """Max-pools NHWC maps into an n x n grid for each n in `levels`, and concatenates the grids,
-  each flattened channel-major as Caffe's SPP layer does, into (batch, channels * sum(n^2))."""
-  pooled = []
-  for count in levels:
-    # A rectangle's maximum is the maximum over its rows of the maximum over its columns.
-    rows = jnp.stack([x[:, start:end].max(axis=1) for start, end in _bins(x.shape[1], count)], axis=1)
-    grid = jnp.stack([rows[:, :, start:end].max(axis=2) for start, end in _bins(x.shape[2], count)], axis=2)
-    pooled.append(jnp.transpose(grid, (0, 3, 1, 2)).reshape(x.shape[0], -1))
-  return jnp.concatenate(pooled, axis=-1)
-
-
+# ZFNet's convolutions, then 6x6+3x3+2x2+1x1 bins of 256 maps into FC-4096; its multiply-adds are
+# ZFNet's with FC6 reading the pyramid's 50 bins.
+@register("sppnet", params=62_357_608 + (50 * 256 - 6 * 6 * 256) * 4096,
+          multiply_adds=1.17 + (50 * 256 - 6 * 6 * 256) * 4096e-9, small=((39, 39, 3), {}))
 class SPPNet(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
   dropout_rate: float = 0.5
-  levels: Sequence[int] = (6, 3, 2, 1)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
       raise ValueError(f"SPP-net needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
                        f"{x.shape[1]}x{x.shape[2]}")
-    x = spatial_pyramid_pool(zf_features(x, dtype=self.dtype, norm_before_pool=True), self.levels)
+    x = spatial_pyramid_pool(zf_features(x, dtype=self.dtype, norm_before_pool=True), _LEVELS)
     return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate,
                          train=train)
-
-
-@register("sppnet")
-def sppnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5) -> nn.Module:
-  return SPPNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)

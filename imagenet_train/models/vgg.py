@@ -16,13 +16,14 @@ networks.
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from imagenet_train.models import register
-from imagenet_train.models.layers import local_response_norm
+from imagenet_train.models.layers import local_response_norm, max_pool_ceil
 
 # Per block: the output widths of its convolutions; a (width, 1) pair is a 1x1 convolution.
 _CONFIGS = {
@@ -37,10 +38,10 @@ _CONFIGS = {
 
 class VGG(nn.Module):
   num_classes: int
-  blocks: Sequence[Sequence[Any]]
+  blocks: Sequence[Sequence[Any]]  # the architecture, fixed by each registration
+  lrn: bool
+  batch_norm: bool
   dtype: Any = jnp.float32
-  lrn: bool = False
-  batch_norm: bool = False
   dropout_rate: float = 0.5
   width_multiplier: float = 1.0  # below 1 for quick tests and CPU-sized small-input runs
   small_input: bool = False  # ceil-mode poolings and a 1x1 head for 28-32 pixel inputs
@@ -69,8 +70,8 @@ class VGG(nn.Module):
         if self.lrn and block_index == 0 and layer_index == 0:
           x = local_response_norm(x)
           index += 1
-      # "SAME" padding makes a 2x2 stride-2 pooling round up; at 224 every map is even and it never pads.
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME" if self.small_input else "VALID")
+      # At 224 every map is even and the two roundings agree.
+      x = max_pool_ceil(x, 2, 2) if self.small_input else nn.max_pool(x, (2, 2), strides=(2, 2))
       index += 1
     head = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID",
                              kernel_init=nn.initializers.normal(0.01))
@@ -83,17 +84,17 @@ class VGG(nn.Module):
     return scores.mean(axis=(1, 2))
 
 
-def _constructor(config: str, batch_norm: bool):
-  def build(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, width_multiplier: float = 1.0,
-            small_input: bool = False) -> nn.Module:
-    return VGG(num_classes=num_classes, blocks=_CONFIGS[config], dtype=dtype, lrn=config == "a_lrn",
-               batch_norm=batch_norm, dropout_rate=dropout_rate, width_multiplier=width_multiplier,
-               small_input=small_input)
-
-  return build
-
-
-for _config in _CONFIGS:
-  register(f"vgg_{_config}")(_constructor(_config, batch_norm=False))
-  if _config != "a_lrn":
-    register(f"vgg_{_config}_bn")(_constructor(_config, batch_norm=True))
+# Per configuration: its parameters at 224 with 1000 classes, those of its _bn variant
+# (torchvision's vgg*_bn: two BatchNorm parameters per convolution channel), and the multiply-adds
+# of both (G; counted from the traced program by models.counting, as torchvision's "GFLOPS" count them).
+_FIGURES = {"a": (132_863_336, 132_868_840, 7.609), "a_lrn": (132_863_336, None, 7.609),
+            "b": (133_047_848, 133_053_736, 11.308), "c": (133_638_952, 133_647_400, 11.771),
+            "d": (138_357_544, 138_365_992, 15.470), "e": (143_667_240, 143_678_248, 19.632)}
+_SMALL = ((224, 224, 3), {"width_multiplier": 1 / 64})
+for _config, (_params, _bn_params, _multiply_adds) in _FIGURES.items():
+  _vgg = functools.partial(VGG, blocks=_CONFIGS[_config], lrn=_config == "a_lrn")
+  register(f"vgg_{_config}", params=_params, multiply_adds=_multiply_adds, small=_SMALL)(
+      functools.partial(_vgg, batch_norm=False))
+  if _bn_params:
+    register(f"vgg_{_config}_bn", params=_bn_params, multiply_adds=_multiply_adds, small=_SMALL)(
+        functools.partial(_vgg, batch_norm=True))

@@ -16,9 +16,8 @@ alpha=1e-4, beta=0.75): the paper builds on Krizhevsky et al.'s network and name
 constants of its own.
 
 `wide=True` is the paper's variant (b), with conv3, conv4 and conv5 512, 1024 and 512 wide.
-Final maps other than 6x6 are average-pooled or repeated to 6x6 before FC6, as in alexnet.py,
-so the parameters do not depend on the input; that needs a side that divides or is a multiple
-of 6 (64, 96 and 128 work, 180 and 256 give 5x5 and 7x7 and are refused). The smallest input
+Final maps other than 6x6 are pooled to 6x6 adaptively before FC6 (torch's adaptive average
+pooling, as in alexnet.py), so the parameters do not depend on the input. The smallest input
 is 63x63, where every pooling window still fits in its map and the last map is 1x1. The
 paper's renormalisation of filters whose RMS exceeds 0.1 is a training rule, not part of
 the model, and is not applied.
@@ -27,27 +26,17 @@ the model, and is not applied.
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from imagenet_train.models import register
-from imagenet_train.models.alexnet import _adaptive_flatten
-from imagenet_train.models.layers import local_response_norm
+from imagenet_train.models import check_choice, register
+from imagenet_train.models.layers import adaptive_avg_pool, flatten_channel_major, local_response_norm, max_pool_ceil
 
 _paper_init = nn.initializers.normal(0.01)
 _MIN_SIZE = 63
-
-
-def _ceil_max_pool(x, window: int, stride: int):
-  """Max pooling without padding whose last window may hang over the bottom/right edge
-  (Caffe's rounding, torch's ceil_mode), so that no input row or column is dropped."""
-  padding = []
-  for size in x.shape[1:3]:
-    outputs = -(-(size - window) // stride) + 1
-    padding.append((0, (outputs - 1) * stride + window - size))
-  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
 
 
 def zf_features(x, *, dtype, widths: Sequence[int] = (384, 384, 256), norm_before_pool: bool = False):
@@ -60,9 +49,9 @@ def zf_features(x, *, dtype, widths: Sequence[int] = (384, 384, 256), norm_befor
   for name, features, kernel, padding in (("conv1", 96, 7, 1), ("conv2", 256, 5, 0)):
     x = nn.relu(conv(features, (kernel, kernel), 2, padding=padding, name=name)(x))
     if norm_before_pool:
-      x = _ceil_max_pool(local_response_norm(x), 3, 2)
+      x = max_pool_ceil(local_response_norm(x), 3, 2)
     else:
-      x = local_response_norm(_ceil_max_pool(x, 3, 2))
+      x = local_response_norm(max_pool_ceil(x, 3, 2))
   for index, features in enumerate(widths, start=3):
     x = nn.relu(conv(features, (3, 3), padding=1, name=f"conv{index}")(x))
   return x
@@ -76,11 +65,16 @@ def zf_classifier(x, *, num_classes: int, dtype, dropout_rate: float, train: boo
   return dense(num_classes, name="fc8")(x)
 
 
+@register("zfnet", params=62_357_608, multiply_adds=1.17, small=((63, 63, 3), {}))
 class ZFNet(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
   dropout_rate: float = 0.5
   wide: bool = False
+
+  def __post_init__(self):
+    check_choice("wide", self.wide, (False, True))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -88,13 +82,6 @@ class ZFNet(nn.Module):
       raise ValueError(f"ZFNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
                        f"{x.shape[1]}x{x.shape[2]}")
     x = zf_features(x, dtype=self.dtype, widths=(512, 1024, 512) if self.wide else (384, 384, 256))
-    x = _adaptive_flatten(_ceil_max_pool(x, 3, 2), 6)  # 6x6 at 224: a plain flatten
+    x = flatten_channel_major(adaptive_avg_pool(max_pool_ceil(x, 3, 2), 6))  # 6x6 at 224: a plain flatten
     return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate,
                          train=train)
-
-
-@register("zfnet")
-def zfnet(*, num_classes: int, dtype=jnp.float32, dropout_rate: float = 0.5, wide: bool = False) -> nn.Module:
-  if not isinstance(wide, bool):
-    raise TypeError(f"wide must be True or False, not {wide!r}")
-  return ZFNet(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate, wide=wide)
