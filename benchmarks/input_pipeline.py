@@ -56,8 +56,13 @@ def prepared_builder(directory: str, images: int):
     manual_dir = os.path.join(directory, f"manual_{images}")
     classes = 10
     fake_imagenet.write_tarballs(
-        manual_dir, wnids=fake_imagenet.imagenet_wnids()[:classes], train_per_class=images // classes,
-        num_val=images // 3, size=((300, 400), (350, 500)), cmyk_and_png=False)
+      manual_dir,
+      wnids=fake_imagenet.imagenet_wnids()[:classes],
+      train_per_class=images // classes,
+      num_val=images // 3,
+      size=((300, 400), (350, 500)),
+      cmyk_and_png=False,
+    )
     prepare.prepare("imagenet2012", data_dir=data_dir, manual_dir=manual_dir)
     builder = tfds.builder("imagenet2012", data_dir=data_dir)
   return builder
@@ -67,9 +72,14 @@ def baseline_train(builder, batch: int):
   def crop_flip(example):
     encoded = example["image"]
     begin, size, _ = tf.image.sample_distorted_bounding_box(
-        tf.image.extract_jpeg_shape(encoded), tf.zeros([0, 0, 4]), min_object_covered=0.0,
-        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
+      tf.image.extract_jpeg_shape(encoded),
+      tf.zeros([0, 0, 4]),
+      min_object_covered=0.0,
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      area_range=(0.08, 1.0),
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True,
+    )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
     image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
     image = tf.cast(tf.image.resize(image, [_SIZE, _SIZE]), tf.uint8)
@@ -87,10 +97,9 @@ def baseline_eval(builder, batch: int):
     scaled = tf.cast(tf.round(shape * 256.0 / tf.reduce_min(shape)), tf.int32)
     image = tf.image.resize(image, scaled)
     top, left = (scaled[0] - _SIZE) // 2, (scaled[1] - _SIZE) // 2
-    return {"image": tf.cast(image[top:top + _SIZE, left:left + _SIZE], tf.uint8), "label": example["label"]}
+    return {"image": tf.cast(image[top : top + _SIZE, left : left + _SIZE], tf.uint8), "label": example["label"]}
 
-  ds = builder.as_dataset(split="validation", decoders={"image": tfds.decode.SkipDecoding()},
-                          read_config=_FROM_FILES)
+  ds = builder.as_dataset(split="validation", decoders={"image": tfds.decode.SkipDecoding()}, read_config=_FROM_FILES)
   ds = ds.map(center, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
   return itertools.chain.from_iterable(ds.as_numpy_iterator() for _ in itertools.count())
 
@@ -104,16 +113,18 @@ def project_data(builder_dir: str, **fields):
 
 def project_train(data, batch: int):
   builder = pipeline.open_builder(data)
-  return pipeline.train_batches(builder, data, local_batch_size=batch, seed=0, start_step=0, process_index=0,
-                                process_count=1)
+  return pipeline.train_batches(
+    builder, data, local_batch_size=batch, seed=0, start_step=0, process_index=0, process_count=1
+  )
 
 
 def project_eval(data, batch: int):
   """Endless eval batches: one evaluation pass after another, as training runs them."""
   builder = pipeline.open_builder(data)
   return itertools.chain.from_iterable(
-      pipeline.eval_batches(builder, data, local_batch_size=batch, process_index=0, process_count=1)
-      for _ in itertools.count())
+    pipeline.eval_batches(builder, data, local_batch_size=batch, process_index=0, process_count=1)
+    for _ in itertools.count()
+  )
 
 
 def images_per_second(make_batches, seconds: float) -> float:
@@ -141,21 +152,23 @@ def main(argv):
   cached = project_data(data_dir, cache_eval=True)
   plain_resize = project_data(data_dir, pp_eval=recipes.RESNET_PP_EVAL.replace("(256)", "(256, antialias=False)"))
   pipelines = {
-      "baseline train": ("train", lambda: baseline_train(builder, batch)),
-      "project train (ResNet recipe)": ("train", lambda: project_train(project_data(data_dir), batch)),
-      "project train, cache_raw": ("train", lambda: project_train(project_data(data_dir, cache_raw=True), batch)),
-      "baseline eval": ("eval", lambda: baseline_eval(builder, batch)),
-      "project eval (ResNet recipe)": ("eval", lambda: project_eval(project_data(data_dir), batch)),
-      "project eval, antialias=False": ("eval", lambda: project_eval(plain_resize, batch)),
-      "project eval, cache_eval": ("eval", lambda: project_eval(cached, batch)),
+    "baseline train": ("train", lambda: baseline_train(builder, batch)),
+    "project train (ResNet recipe)": ("train", lambda: project_train(project_data(data_dir), batch)),
+    "project train, cache_raw": ("train", lambda: project_train(project_data(data_dir, cache_raw=True), batch)),
+    "baseline eval": ("eval", lambda: baseline_eval(builder, batch)),
+    "project eval (ResNet recipe)": ("eval", lambda: project_eval(project_data(data_dir), batch)),
+    "project eval, antialias=False": ("eval", lambda: project_eval(plain_resize, batch)),
+    "project eval, cache_eval": ("eval", lambda: project_eval(cached, batch)),
   }
   results = {name: [] for name in pipelines}
   for _ in range(_TRIALS.value):
     for name, (_, make) in pipelines.items():
       results[name].append(images_per_second(make, _SECONDS.value))
-  print(f"{builder.info.splits['train'].num_examples} training and {builder.info.splits['validation'].num_examples} "
-        f"validation JPEGs, batch {batch}, {os.cpu_count()} CPU cores, "
-        f"median of {_TRIALS.value} x {_SECONDS.value:g} s")
+  print(
+    f"{builder.info.splits['train'].num_examples} training and {builder.info.splits['validation'].num_examples} "
+    f"validation JPEGs, batch {batch}, {os.cpu_count()} CPU cores, "
+    f"median of {_TRIALS.value} x {_SECONDS.value:g} s"
+  )
   print(f"{'pipeline':32s} {'images/s':>10s} {'vs baseline':>12s}")
   medians = {name: statistics.median(values) for name, values in results.items()}
   for name, (kind, _) in pipelines.items():

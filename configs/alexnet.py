@@ -47,8 +47,10 @@ RECIPES = ("paper", "torchvision")
 def _paper_pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
+  return (
+    f"{square_op}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_SUBTRACT_MEAN}",
+    f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -81,9 +83,11 @@ def get_config(arg=None):
     p.ensemble_protocol = "10crop"
     p.ensemble_split = "val"
     p.ensemble_top1, p.ensemble_top5 = 38.1, 16.4
-    p.notes = ("5 CNNs: 16.4% top-5 on the ILSVRC-2012 test set too; 7 CNNs, two of them pretrained on ImageNet "
-               "Fall 2011: 36.7/15.4 val, 15.3 test (the winning entry). ILSVRC-2010 test, 1 CNN: 37.5/17.0 "
-               "(Table 1). Here: per-channel mean instead of the mean image, plateau schedule instead of by hand.")
+    p.notes = (
+      "5 CNNs: 16.4% top-5 on the ILSVRC-2012 test set too; 7 CNNs, two of them pretrained on ImageNet "
+      "Fall 2011: 36.7/15.4 val, 15.3 test (the winning entry). ILSVRC-2010 test, 1 CNN: 37.5/17.0 "
+      "(Table 1). Here: per-channel mean instead of the mean image, plateau schedule instead of by hand."
+    )
   else:
     c.model = "alexnet_torchvision"
     recipes.torchvision_recipe(c, learning_rate=0.01)

@@ -43,13 +43,16 @@ def get_config(arg=None):
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
   # XLA's CPU backend runs grouped convolutions at under half the speed of plain ones.
   c.model_options.towers = 2 if a.full else 1
-  recipes.fashion_mnist_recipe(c, learning_rate=0.03, epochs=30.0 if a.full else 15.0,
-                                warmup_epochs=1.0 if a.full else 0.5, full=a.full)
+  recipes.fashion_mnist_recipe(
+    c, learning_rate=0.03, epochs=30.0 if a.full else 15.0, warmup_epochs=1.0 if a.full else 0.5, full=a.full
+  )
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'AlexNet with Triplet loss' (Cenk Bircanoglu)"
   p.top1 = 10.1  # test accuracy 0.899
-  p.notes = ("No preprocessing; trained with a triplet loss (openface), not this config's cross-entropy, and "
-             "the row gives no widths, input size or epochs. The authors list submitted results untested.")
+  p.notes = (
+    "No preprocessing; trained with a triplet loss (openface), not this config's cross-entropy, and "
+    "the row gives no widths, input size or epochs. The authors list submitted results untested."
+  )
 
   if a.smoke:
     smoke.make_smoke(c, width_multiplier=1 / 16)

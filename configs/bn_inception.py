@@ -44,8 +44,9 @@ def get_config(arg=None):
   c.model_options.dropout_rate = 0.0
   crop, resize = (32, 36) if a.smoke else (224, 256)
   c.data = recipes.imagenet_data(
-      f"decode_and_inception_crop({crop})|flip_lr|{recipes.IMAGENET_NORMALIZE}",
-      f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
+    f"decode_and_inception_crop({crop})|flip_lr|{recipes.IMAGENET_NORMALIZE}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}",
+  )
 
   c.batch_size = 256
   c.learning_rate = 0.045 * c.batch_size / 32
@@ -71,9 +72,11 @@ def get_config(arg=None):
   p.ensemble_protocol = "144crop"
   p.ensemble_split = "val"
   p.ensemble_top1, p.ensemble_top5 = 20.1, 4.9
-  p.notes = ("One model over 144 crops: 21.99 / 5.82 (--protocol=144crop). The ensemble scored 4.82% top-5 on "
-             "test. The ensemble's members were BN-x30 variants (some with 5-10% dropout or larger initial "
-             "weights).")
+  p.notes = (
+    "One model over 144 crops: 21.99 / 5.82 (--protocol=144crop). The ensemble scored 4.82% top-5 on "
+    "test. The ensemble's members were BN-x30 variants (some with 5-10% dropout or larger initial "
+    "weights)."
+  )
 
   if a.smoke:
     batch = c.batch_size

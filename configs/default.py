@@ -38,9 +38,11 @@ def get_config(arg=None):
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row '2 Conv+3 FC ~1.8M parameters' (@Xfan1025)"
   p.top1 = 6.8  # test accuracy 0.932 (0.994 on MNIST)
-  p.notes = ("The benchmark lists no LeNet-5. This row has LeNet-5's shape (two convolutions, then three fully "
-             "connected layers) at about 30 times its 61,706 parameters, with normalization and no augmentation. "
-             "The authors list submitted results untested.")
+  p.notes = (
+    "The benchmark lists no LeNet-5. This row has LeNet-5's shape (two convolutions, then three fully "
+    "connected layers) at about 30 times its 61,706 parameters, with normalization and no augmentation. "
+    "The authors list submitted results untested."
+  )
 
   if a.smoke:
     smoke.make_smoke(c)

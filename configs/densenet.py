@@ -34,8 +34,12 @@ VARIANTS = ("121", "169", "201", "264", "161")
 SMOKE = "121,smoke"
 
 # Table 3, validation errors in percent: (single-crop top-1, top-5, 10-crop top-1, top-5).
-_TABLE3 = {121: (25.02, 7.71, 23.61, 6.66), 169: (23.80, 6.85, 22.08, 5.92), 201: (22.58, 6.34, 21.46, 5.54),
-           264: (22.15, 6.12, 20.80, 5.29)}
+_TABLE3 = {
+  121: (25.02, 7.71, 23.61, 6.66),
+  169: (23.80, 6.85, 22.08, 5.92),
+  201: (22.58, 6.34, 21.46, 5.54),
+  264: (22.15, 6.12, 20.80, 5.29),
+}
 # torchvision's ported weights: (acc@1, acc@5), single center crop.
 _TORCHVISION = {121: (74.434, 91.972), 161: (77.138, 93.560), 169: (75.600, 92.806), 201: (76.896, 93.370)}
 
@@ -49,9 +53,10 @@ def get_config(arg=None):
   # fb.resnet.torch's order: crop, color jitter, lighting, normalisation, flip; the flip commutes with the
   # normalisation, which comes last so that the accelerator can do it.
   c.data = recipes.imagenet_data(
-      f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
-      f"{recipes.IMAGENET_NORMALIZE}",
-      f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
+    f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
+    f"{recipes.IMAGENET_NORMALIZE}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}",
+  )
 
   c.batch_size = 256
   c.learning_rate = 0.1
@@ -76,8 +81,10 @@ def get_config(arg=None):
     p.reference = "liuzhuang13/DenseNet README (the authors' Torch models)"
     p.table = "ImageNet results, DenseNet-161 (k=48), single-crop top-1; not in the paper's Table 3"
     p.top1 = 22.2
-    notes.append("The README gives no top-5. DenseNet-161's schedule (batch 128, 100 epochs, divided at 90) is "
-                 "from memory of the paper's text, not checked.")
+    notes.append(
+      "The README gives no top-5. DenseNet-161's schedule (batch 128, 100 epochs, divided at 90) is "
+      "from memory of the paper's text, not checked."
+    )
   else:
     p.reference = "Huang, Liu, van der Maaten and Weinberger, CVPR 2017 (arXiv 1608.06993)"
     p.table = f"Table 3, DenseNet-{a.depth} (k=32), single crop"
@@ -85,8 +92,10 @@ def get_config(arg=None):
     notes.append(f"10-crop (--protocol=10crop): {ten_top1} / {ten_top5}.")
   if a.depth in _TORCHVISION:
     acc1, acc5 = _TORCHVISION[a.depth]
-    notes.append(f"torchvision's weights, ported from these Torch models: {round(100 - acc1, 3)} / "
-                 f"{round(100 - acc5, 3)} (single crop).")
+    notes.append(
+      f"torchvision's weights, ported from these Torch models: {round(100 - acc1, 3)} / "
+      f"{round(100 - acc5, 3)} (single crop)."
+    )
   p.notes = " ".join(notes)
 
   if a.smoke:

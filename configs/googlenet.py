@@ -57,9 +57,10 @@ _SUBTRACT_MEAN = "subtract_mean((123.0, 117.0, 104.0))"
 
 
 def _paper_pp(crop: int, resize: int) -> tuple[str, str]:
-  return (f"decode_and_inception_crop({crop})|flip_lr|color_jitter(0.5, 0.5, 0.5)|{_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{_SUBTRACT_MEAN}")
-
+  return (
+    f"decode_and_inception_crop({crop})|flip_lr|color_jitter(0.5, 0.5, 0.5)|{_SUBTRACT_MEAN}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -94,9 +95,11 @@ def get_config(arg=None):
     p.ensemble_protocol = "144crop"
     p.ensemble_split = "val"
     p.ensemble_top5 = 6.67
-    p.notes = ("The paper reports no top-1 error. 1 model: 1 crop 10.07, 10 crops 9.15 top-5 (Table 3). The 7-model "
-               "144-crop ensemble also scored 6.67% on the test set (Table 2, first in ILSVRC 2014). Here: "
-               "bvlc_googlenet's hyperparameters at batch 256, Polyak averaging over the last 50 epochs.")
+    p.notes = (
+      "The paper reports no top-1 error. 1 model: 1 crop 10.07, 10 crops 9.15 top-5 (Table 3). The 7-model "
+      "144-crop ensemble also scored 6.67% on the test set (Table 2, first in ILSVRC 2014). Here: "
+      "bvlc_googlenet's hyperparameters at batch 256, Polyak averaging over the last 50 epochs."
+    )
   else:
     c.model = "googlenet_torchvision"
     recipes.torchvision_recipe(c, normalize=recipes.INCEPTION_NORMALIZE)
@@ -104,8 +107,10 @@ def get_config(arg=None):
     p.reference = "torchvision's googlenet, weights ported from TensorFlow (not trained by torchvision)"
     p.table = "torchvision GoogLeNet_Weights.IMAGENET1K_V1: acc@1 69.778, acc@5 89.530"
     recipes.torchvision_errors(p, 69.778, 89.530)
-    p.notes = ("torchvision's reported accuracies of the ported weights as errors; resize 256, central 224 crop. "
-               "This recipe (the reference script's defaults) was never run by torchvision for GoogLeNet.")
+    p.notes = (
+      "torchvision's reported accuracies of the ported weights as errors; resize 256, central 224 crop. "
+      "This recipe (the reference script's defaults) was never run by torchvision for GoogLeNet."
+    )
 
   if args.smoke:
     # Five stride-2 stages: 32x32 inputs leave 1x1 maps before the average pooling.

@@ -39,13 +39,16 @@ def get_config(arg=None):
   c.model = "googlenet_torchvision"
   c.model_options.stem = "small"
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
-  recipes.fashion_mnist_recipe(c, learning_rate=0.1, epochs=30.0 if a.full else 3.0,
-                                warmup_epochs=1.0 if a.full else 0.25, full=a.full)
+  recipes.fashion_mnist_recipe(
+    c, learning_rate=0.1, epochs=30.0 if a.full else 3.0, warmup_epochs=1.0 if a.full else 0.25, full=a.full
+  )
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'GoogleNet with cross-entropy loss' (Cenk Bircanoglu)"
   p.top1 = 6.3  # test accuracy 0.937
-  p.notes = ("No preprocessing (openface's training code); the row gives no widths, input size or epochs. The "
-             "authors list submitted results untested.")
+  p.notes = (
+    "No preprocessing (openface's training code); the row gives no widths, input size or epochs. The "
+    "authors list submitted results untested."
+  )
 
   if a.smoke:
     smoke.make_smoke(c, width_multiplier=1 / 16)

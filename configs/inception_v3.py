@@ -39,7 +39,6 @@ VARIANTS = ("",)
 SMOKE = "smoke"
 
 
-
 def get_config(arg=None):
   a = arguments.parse_arg(arg, smoke=False)
   c = schema.base_config()
@@ -58,9 +57,11 @@ def get_config(arg=None):
   p.ensemble_protocol = "144crop"
   p.ensemble_split = "val"
   p.ensemble_top1, p.ensemble_top5 = 17.2, 3.58
-  p.notes = ("The single-crop 21.2 / 5.6 is from memory of the paper (the Inception-v4 paper repeats it), not "
-             "checked. Checked: one model over 12 crops 19.47 / 4.48 and over 144 crops 18.77 / 4.2 "
-             "(--protocol=144crop). torchvision's ported weights: 22.706 / 6.550.")
+  p.notes = (
+    "The single-crop 21.2 / 5.6 is from memory of the paper (the Inception-v4 paper repeats it), not "
+    "checked. Checked: one model over 12 crops 19.47 / 4.48 and over 144 crops 18.77 / 4.2 "
+    "(--protocol=144crop). torchvision's ported weights: 22.706 / 6.550."
+  )
 
   if a.smoke:
     batch = c.batch_size

@@ -61,10 +61,12 @@ def get_config(arg=None):
   p.ensemble_protocol = "144crop"
   p.ensemble_split = "test"
   p.ensemble_top5 = 3.08
-  p.notes = (f"The single-model errors are from memory of the paper, not checked; so is {name} over 144 crops, "
-             f"{top1_144} / {top5_144} (--protocol=144crop). Checked: the ensemble of Inception-v4 and three "
-             "Inception-ResNet-v2 over 144 crops, 3.08% top-5 on test and 3.1% on val (16.5% top-1 on val from "
-             "memory).")
+  p.notes = (
+    f"The single-model errors are from memory of the paper, not checked; so is {name} over 144 crops, "
+    f"{top1_144} / {top5_144} (--protocol=144crop). Checked: the ensemble of Inception-v4 and three "
+    "Inception-ResNet-v2 over 144 crops, 3.08% top-5 on test and 3.1% on val (16.5% top-1 on val from "
+    "memory)."
+  )
 
   if a.smoke:
     batch = c.batch_size

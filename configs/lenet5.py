@@ -61,9 +61,11 @@ def get_config(arg=None):
   p.protocol = "center"
   p.split = "test"
   p.top1 = 0.95
-  p.notes = ("MNIST test error, from memory of the paper (0.95% without distortions, 0.8% with affine "
-             "distortions), not re-checked against its text. The paper trains with "
-             "stochastic diagonal Levenberg-Marquardt; this recipe with SGD and momentum.")
+  p.notes = (
+    "MNIST test error, from memory of the paper (0.95% without distortions, 0.8% with affine "
+    "distortions), not re-checked against its text. The paper trains with "
+    "stochastic diagonal Levenberg-Marquardt; this recipe with SGD and momentum."
+  )
 
   if args.smoke:
     # Fake ILSVRC2012 JPEGs made into 32x32 grayscale digits' shape, so that the same network runs.

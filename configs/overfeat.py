@@ -58,8 +58,10 @@ _SCALES = (245, 281, 317, 389, 425, 461)
 
 
 def _pp(resize: int, crop: int) -> tuple[str, str]:
-  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|{recipes.IMAGENET_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
+  return (
+    f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|{recipes.IMAGENET_SUBTRACT_MEAN}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -94,18 +96,22 @@ def get_config(arg=None):
     p.table = "Table 2 (arXiv v4): 1 accurate model, 4 scales, fine stride, ILSVRC-2012 validation"
     p.top1, p.top5 = 35.74, 14.18
     p.ensemble_top1, p.ensemble_top5 = 33.96, 13.24  # 7 accurate models
-    p.notes = ("Table 2's rows are not in any stored copy of the paper's text (an image): the errors are "
-               "unverified there, but agree with a secondary transcription of Table 2 and with VGG's Table 7 "
-               "(35.7/14.2; 7 nets 34.0/13.2). Checked (Fig. 4 caption): 13.6% test top-5 after the "
-               "competition with bigger models. ")
+    p.notes = (
+      "Table 2's rows are not in any stored copy of the paper's text (an image): the errors are "
+      "unverified there, but agree with a secondary transcription of Table 2 and with VGG's Table 7 "
+      "(35.7/14.2; 7 nets 34.0/13.2). Checked (Fig. 4 caption): 13.6% test top-5 after the "
+      "competition with bigger models. "
+    )
   else:
     p.table = "Table 2 (arXiv v4): 1 fast model, scales 1-6, fine stride, ILSVRC-2012 validation"
     p.top1, p.top5 = 38.12, 16.27
     p.ensemble_top1, p.ensemble_top5 = 35.10, 13.86  # 7 fast models
-    p.notes = ("Table 2's rows are not in any stored copy of the paper's text (an image): these errors, and "
-               "1 scale, coarse stride 39.28/17.12, are unverified there, though a secondary transcription of "
-               "Table 2 gives the same. Checked (Fig. 4 caption): the competition entry, 7 fast models, scored "
-               "14.2% test top-5. ")
+    p.notes = (
+      "Table 2's rows are not in any stored copy of the paper's text (an image): these errors, and "
+      "1 scale, coarse stride 39.28/17.12, are unverified there, though a secondary transcription of "
+      "Table 2 gives the same. Checked (Fig. 4 caption): the competition entry, 7 fast models, scored "
+      "14.2% test top-5. "
+    )
   p.notes += "Here: coarse stride only, the scales' shorter sides, 90 epochs."
 
   if args.smoke:

@@ -61,9 +61,11 @@ _SCALES = (256, 384, 480)
 def _pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[str, str]:
   """Section 3's augmentation; inputs less the per-channel ImageNet mean on the 0..255 scale (the
   paper subtracts the per-pixel mean)."""
-  return (f"decode(3)|random_resize_small({shorter[0]}, {shorter[1]})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-          f"{recipes.IMAGENET_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
+  return (
+    f"decode(3)|random_resize_small({shorter[0]}, {shorter[1]})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
+    f"{recipes.IMAGENET_SUBTRACT_MEAN}",
+    f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -97,10 +99,12 @@ def get_config(arg=None):
   p.ensemble_protocol = "dense"
   p.ensemble_split = "test"
   p.ensemble_top5 = 4.94
-  p.notes = ("Table 6, single model C, multi-scale dense testing (scales 256, 384, 480 as in Table 4), val: "
-             "21.59/5.71. Ensemble: Table 7, six models of which one is model C; its testing protocol is not "
-             "stated. Here: per-channel rather than per-pixel mean, whole-map pyramid pooling in dense "
-             "testing.")
+  p.notes = (
+    "Table 6, single model C, multi-scale dense testing (scales 256, 384, 480 as in Table 4), val: "
+    "21.59/5.71. Ensemble: Table 7, six models of which one is model C; its testing protocol is not "
+    "stated. Here: per-channel rather than per-pixel mean, whole-map pyramid pooling in dense "
+    "testing."
+  )
 
   if args.smoke:
     c.data.pp_train, c.data.pp_eval = _pp((64, 80), 64, 64)

@@ -51,8 +51,13 @@ VERSIONS = ("v1", "v1.5", "torchvision")
 _TABLE3 = {18: (27.88, None), 34: (25.03, 7.76), 50: (22.85, 6.71), 101: (21.75, 6.05), 152: (21.43, 5.71)}
 _TABLE4 = {34: (21.84, 5.71), 50: (20.74, 5.25), 101: (19.87, 4.60), 152: (19.38, 4.49)}
 # torchvision's IMAGENET1K_V1 weights metadata: (acc@1, acc@5).
-_TORCHVISION = {18: (69.758, 89.078), 34: (73.314, 91.420), 50: (76.130, 92.862), 101: (77.374, 93.546),
-                152: (78.312, 94.046)}
+_TORCHVISION = {
+  18: (69.758, 89.078),
+  34: (73.314, 91.420),
+  50: (76.130, 92.862),
+  101: (77.374, 93.546),
+  152: (78.312, 94.046),
+}
 
 
 def get_config(arg=None):
@@ -80,8 +85,10 @@ def get_config(arg=None):
   else:
     shortest, longest = (32, 60) if a.smoke else (256, 480)  # the range of the shorter side
     c.data = recipes.imagenet_data(
-        f"decode(3)|random_resize_small({shortest}, {longest})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-        f"{recipes.IMAGENET_NORMALIZE}", recipes.resnet_pp(crop, resize)[1])
+      f"decode(3)|random_resize_small({shortest}, {longest})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
+      f"{recipes.IMAGENET_NORMALIZE}",
+      recipes.resnet_pp(crop, resize)[1],
+    )
     c.num_epochs = 120.0  # 600,000 iterations of 256
     c.schedule.name = "plateau"
     c.schedule.plateau.patience = 4
@@ -108,15 +115,18 @@ def get_config(arg=None):
     p.ensemble_top5 = 3.57
     notes = []
     if a.depth == 34:
-      notes.append("Table 3's ResNet-34 B gives 24.52 / 7.46 and C 24.19 / 7.40 (--config.model_options.shortcut=B "
-                   "or C).")
+      notes.append(
+        "Table 3's ResNet-34 B gives 24.52 / 7.46 and C 24.19 / 7.40 (--config.model_options.shortcut=B or C)."
+      )
     if a.depth in _TABLE4:
       dense = "ResNet-34 B" if a.depth == 34 else f"ResNet-{a.depth}"
-      notes.append(f"Table 4, {dense}, multi-scale dense (--protocol=dense): {_TABLE4[a.depth][0]} / "
-                   f"{_TABLE4[a.depth][1]}.")
+      notes.append(
+        f"Table 4, {dense}, multi-scale dense (--protocol=dense): {_TABLE4[a.depth][0]} / {_TABLE4[a.depth][1]}."
+      )
     if a.version == "v1.5":
-      notes.append("The paper's numbers are for v1 striding; v1.5 is reported about 0.5 points of top-1 better "
-                   "(NVIDIA).")
+      notes.append(
+        "The paper's numbers are for v1 striding; v1.5 is reported about 0.5 points of top-1 better (NVIDIA)."
+      )
     notes.append("The ensemble is Table 5's ILSVRC 2015 entry: six models of different depths, 3.57% top-5 on test.")
     p.notes = " ".join(notes)
 

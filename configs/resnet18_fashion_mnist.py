@@ -38,14 +38,21 @@ def get_config(arg=None):
   c.model_options.width = 64 if a.full else 8
   c.model_options.stride_on = "3x3"
   c.model_options.zero_init_last_norm = False
-  recipes.fashion_mnist_recipe(c, learning_rate=0.1, epochs=30.0 if a.full else 8.0,
-                                warmup_epochs=2.0 if a.full else 0.5, full=a.full,
-                                train_ops="random_crop(28, pad=4)|flip_lr" if a.full else "flip_lr")
+  recipes.fashion_mnist_recipe(
+    c,
+    learning_rate=0.1,
+    epochs=30.0 if a.full else 8.0,
+    warmup_epochs=2.0 if a.full else 0.5,
+    full=a.full,
+    train_ops="random_crop(28, pad=4)|flip_lr" if a.full else "flip_lr",
+  )
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'ResNet18' (Kyriakos Efthymiadis, PyTorch)"
   p.top1 = 5.1  # test accuracy 0.949 (0.979 on MNIST)
-  p.notes = ("Preprocessing: normalization, random horizontal and vertical flips, random translation and "
-             "rotation; the row gives no widths or epochs. The authors list submitted results untested.")
+  p.notes = (
+    "Preprocessing: normalization, random horizontal and vertical flips, random translation and "
+    "rotation; the row gives no widths or epochs. The authors list submitted results untested."
+  )
 
   if a.smoke:
     smoke.make_smoke(c, width=4)

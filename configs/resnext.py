@@ -38,9 +38,11 @@ RECIPES = {"paper": ("50_32x4d", "101_32x4d", "101_64x4d"), "torchvision": ("50_
 
 # Validation errors in percent, single 224 crop, (top-1, top-5, where). The paper gives no
 # top-5 for ResNeXt-50; 101_64x4d's top-5 is from memory of Table 5.
-_PAPER = {"50_32x4d": (22.2, None, "Table 3, ResNeXt-50 (32x4d), 224 single crop"),
-          "101_32x4d": (21.2, 5.6, "Table 3, ResNeXt-101 (32x4d), 224 single crop"),
-          "101_64x4d": (20.4, 5.3, "Tables 4-5, ResNeXt-101 (64x4d), 224 single crop")}
+_PAPER = {
+  "50_32x4d": (22.2, None, "Table 3, ResNeXt-50 (32x4d), 224 single crop"),
+  "101_32x4d": (21.2, 5.6, "Table 3, ResNeXt-101 (32x4d), 224 single crop"),
+  "101_64x4d": (20.4, 5.3, "Tables 4-5, ResNeXt-101 (64x4d), 224 single crop"),
+}
 # torchvision's IMAGENET1K_V1 weights metadata: (acc@1, acc@5).
 _TORCHVISION = {"50_32x4d": (77.618, 93.698), "101_32x8d": (79.312, 94.526)}
 
@@ -82,8 +84,10 @@ def get_config(arg=None):
     # fb.resnet.torch's order: crop, color jitter, lighting, normalisation, flip; the flip commutes with the
     # normalisation, which comes last so that the accelerator can do it.
     c.data = recipes.imagenet_data(
-        f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
-        f"{recipes.IMAGENET_NORMALIZE}", pp_eval)
+      f"decode_and_inception_crop({crop})|color_jitter(0.4, 0.4, 0.4)|pca_lighting(0.1)|flip_lr|"
+      f"{recipes.IMAGENET_NORMALIZE}",
+      pp_eval,
+    )
     c.optimizer.sgd.nesterov = True
     p.reference = "Xie, Girshick, Dollar, Tu and He, CVPR 2017 (arXiv 1611.05431)"
     p.top1, p.top5, p.table = _PAPER[a.model]

@@ -38,12 +38,12 @@ SMOKE = "se_resnet50,smoke"
 
 # Validation errors in percent, single 224 crop: (top-1, top-5, where, checked against the paper's text).
 _PAPER = {
-    "se_resnet50": (23.29, 6.62, "Table 2, SE-ResNet-50, 224 single crop", True),
-    "se_resnet101": (22.38, 6.07, "Table 2, SE-ResNet-101, 224 single crop", True),
-    "se_resnet152": (21.57, 5.73, "Table 2, SE-ResNet-152, 224 single crop", False),
-    "se_resnext50_32x4d": (21.10, 5.49, "Table 2, SE-ResNeXt-50 (32x4d), 224 single crop", True),
-    "se_resnext101_32x4d": (20.70, 5.01, "Table 2, SE-ResNeXt-101 (32x4d), 224 single crop", False),
-    "senet154": (18.68, 4.47, "comparison with the state of the art, SENet-154, 224 single crop", True),
+  "se_resnet50": (23.29, 6.62, "Table 2, SE-ResNet-50, 224 single crop", True),
+  "se_resnet101": (22.38, 6.07, "Table 2, SE-ResNet-101, 224 single crop", True),
+  "se_resnet152": (21.57, 5.73, "Table 2, SE-ResNet-152, 224 single crop", False),
+  "se_resnext50_32x4d": (21.10, 5.49, "Table 2, SE-ResNeXt-50 (32x4d), 224 single crop", True),
+  "se_resnext101_32x4d": (20.70, 5.01, "Table 2, SE-ResNeXt-101 (32x4d), 224 single crop", False),
+  "senet154": (18.68, 4.47, "comparison with the state of the art, SENet-154, 224 single crop", True),
 }
 
 
@@ -55,8 +55,9 @@ def get_config(arg=None):
   crop, resize = (32, 36) if a.smoke else (224, 256)
   # Mean RGB subtraction on the 0..255 scale, as the paper (and its Caffe models) normalised.
   mean = f"subtract_mean(mean={tuple(round(255 * m, 3) for m in recipes.IMAGENET_MEAN)})"
-  c.data = recipes.imagenet_data(f"decode_and_inception_crop({crop})|flip_lr|{mean}",
-                                  f"decode(3)|resize_small({resize})|center_crop({crop})|{mean}")
+  c.data = recipes.imagenet_data(
+    f"decode_and_inception_crop({crop})|flip_lr|{mean}", f"decode(3)|resize_small({resize})|center_crop({crop})|{mean}"
+  )
 
   c.batch_size = 1024
   c.learning_rate = 0.6
@@ -76,8 +77,9 @@ def get_config(arg=None):
   p = c.paper
   p.reference = "Hu, Shen and Sun, CVPR 2018 (arXiv 1709.01507)"
   p.table, p.protocol, p.split, p.top1, p.top5 = table, "center", "val", top1, top5
-  notes = ["The ILSVRC 2017 entry, an ensemble of SENets evaluated at several scales and crops, won with 2.251% "
-           "top-5 on test."]
+  notes = [
+    "The ILSVRC 2017 entry, an ensemble of SENets evaluated at several scales and crops, won with 2.251% top-5 on test."
+  ]
   if not checked:
     notes.append("These errors are from memory of the paper's table, not checked against it.")
   if a.model == "senet154":

@@ -49,9 +49,10 @@ _SCALES = (224, 256, 300, 360, 448, 560)
 
 
 def _pp(resize: int, crop: int) -> tuple[str, str]:
-  return (f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|pca_lighting(0.1)|"
-          f"{recipes.IMAGENET_SUBTRACT_MEAN}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
+  return (
+    f"decode(3)|resize_small({resize})|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_SUBTRACT_MEAN}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -84,15 +85,17 @@ def get_config(arg=None):
   p.ensemble_protocol = "dense"
   p.ensemble_split = "test"
   p.ensemble_top5 = 8.06
-  p.notes = ("Checked against the paper's text (Section 3.1.2): SPP ZF-5, 4-level pyramid, single-size, "
-             "34.98/14.14; no-SPP ZF-5 (Table 2 (a)) 35.99/14.76; a {4, 3, 2, 1} pyramid 35.06/14.04. MSRA's "
-             "best single network (Overfeat-7 backbone, multi-size trained; Sections 3.1.3-3.1.6): 29.68% top-1 "
-             "with 10 views; 96 views over six scales 9.36% top-5, with two full-image views 9.14% val and 9.08% "
-             "test top-5, its ILSVRC-2014 single-model entry. Ensemble: 11 models, 8.06% test top-5, third in "
-             "Table 5 (GoogLeNet 6.66, VGG 7.32). Unverified (tables that are images in the stored text): the "
-             "ZF-5 multi-size row of Table 2 (c), Table 4's top-1 for the best network (VGG's Table 7 lists "
-             "MSRA's 1 net at 27.9/9.1), the ensemble's views ('dense' is a stand-in). GoogLeNet's Table 2 lists "
-             "MSRA at 7.35% (facts file).")
+  p.notes = (
+    "Checked against the paper's text (Section 3.1.2): SPP ZF-5, 4-level pyramid, single-size, "
+    "34.98/14.14; no-SPP ZF-5 (Table 2 (a)) 35.99/14.76; a {4, 3, 2, 1} pyramid 35.06/14.04. MSRA's "
+    "best single network (Overfeat-7 backbone, multi-size trained; Sections 3.1.3-3.1.6): 29.68% top-1 "
+    "with 10 views; 96 views over six scales 9.36% top-5, with two full-image views 9.14% val and 9.08% "
+    "test top-5, its ILSVRC-2014 single-model entry. Ensemble: 11 models, 8.06% test top-5, third in "
+    "Table 5 (GoogLeNet 6.66, VGG 7.32). Unverified (tables that are images in the stored text): the "
+    "ZF-5 multi-size row of Table 2 (c), Table 4's top-1 for the best network (VGG's Table 7 lists "
+    "MSRA's 1 net at 27.9/9.1), the ensemble's views ('dense' is a stand-in). GoogLeNet's Table 2 lists "
+    "MSRA at 7.35% (facts file)."
+  )
 
   if args.smoke:
     c.data.pp_train, c.data.pp_eval = _pp(72, 64)

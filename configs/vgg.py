@@ -53,34 +53,58 @@ hours for D.
 from imagenet_train.config import arguments, recipes, schema, smoke
 from imagenet_train.errors import UserError
 
-VARIANTS = ("a", "a_lrn", "b", "c", "d", "e", "c,256", "c,384", "d,256", "d,384", "e,256", "e,384",
-            "a,torchvision", "b,torchvision", "d,torchvision", "e,torchvision", "a,bn", "d,bn", "e,bn")
+VARIANTS = (
+  "a",
+  "a_lrn",
+  "b",
+  "c",
+  "d",
+  "e",
+  "c,256",
+  "c,384",
+  "d,256",
+  "d,384",
+  "e,256",
+  "e,384",
+  "a,torchvision",
+  "b,torchvision",
+  "d,torchvision",
+  "e,torchvision",
+  "a,bn",
+  "d,bn",
+  "e,bn",
+)
 SMOKE = "d,smoke"
 
 CONFIGS = ("a", "a_lrn", "b", "c", "d", "e")
 # Per configuration and training scale S: where the paper reports it, its test scales Q, and
 # its dense-evaluation top-1 and top-5 validation errors.
 _PAPER = {
-    ("a", "256"): ("Table 3: config A, S=256, Q=256", (256,), 29.6, 10.4),
-    ("a_lrn", "256"): ("Table 3: config A-LRN, S=256, Q=256", (256,), 29.7, 10.5),
-    ("b", "256"): ("Table 4: config B, S=256, Q={224,256,288}", (224, 256, 288), 28.2, 9.6),
-    ("c", "256"): ("Table 4: config C, S=256, Q={224,256,288}", (224, 256, 288), 27.7, 9.2),
-    ("c", "384"): ("Table 4: config C, S=384, Q={352,384,416}", (352, 384, 416), 27.8, 9.2),
-    ("c", "jitter"): ("Table 4: config C, S=[256;512], Q={256,384,512}", (256, 384, 512), 26.3, 8.2),
-    ("d", "256"): ("Table 4: config D, S=256, Q={224,256,288}", (224, 256, 288), 26.6, 8.6),
-    ("d", "384"): ("Table 4: config D, S=384, Q={352,384,416}", (352, 384, 416), 26.5, 8.6),
-    ("d", "jitter"): ("Table 4: config D, S=[256;512], Q={256,384,512}", (256, 384, 512), 24.8, 7.5),
-    ("e", "256"): ("Table 4: config E, S=256, Q={224,256,288}", (224, 256, 288), 26.9, 8.7),
-    ("e", "384"): ("Table 4: config E, S=384, Q={352,384,416}", (352, 384, 416), 26.7, 8.6),
-    ("e", "jitter"): ("Table 4: config E, S=[256;512], Q={256,384,512}", (256, 384, 512), 24.8, 7.5),
+  ("a", "256"): ("Table 3: config A, S=256, Q=256", (256,), 29.6, 10.4),
+  ("a_lrn", "256"): ("Table 3: config A-LRN, S=256, Q=256", (256,), 29.7, 10.5),
+  ("b", "256"): ("Table 4: config B, S=256, Q={224,256,288}", (224, 256, 288), 28.2, 9.6),
+  ("c", "256"): ("Table 4: config C, S=256, Q={224,256,288}", (224, 256, 288), 27.7, 9.2),
+  ("c", "384"): ("Table 4: config C, S=384, Q={352,384,416}", (352, 384, 416), 27.8, 9.2),
+  ("c", "jitter"): ("Table 4: config C, S=[256;512], Q={256,384,512}", (256, 384, 512), 26.3, 8.2),
+  ("d", "256"): ("Table 4: config D, S=256, Q={224,256,288}", (224, 256, 288), 26.6, 8.6),
+  ("d", "384"): ("Table 4: config D, S=384, Q={352,384,416}", (352, 384, 416), 26.5, 8.6),
+  ("d", "jitter"): ("Table 4: config D, S=[256;512], Q={256,384,512}", (256, 384, 512), 24.8, 7.5),
+  ("e", "256"): ("Table 4: config E, S=256, Q={224,256,288}", (224, 256, 288), 26.9, 8.7),
+  ("e", "384"): ("Table 4: config E, S=384, Q={352,384,416}", (352, 384, 416), 26.7, 8.6),
+  ("e", "jitter"): ("Table 4: config E, S=[256;512], Q={256,384,512}", (256, 384, 512), 24.8, 7.5),
 }
 # Table 5, multi-crop and dense evaluation together, for the jittered D and E.
 _MULTI_CROP_AND_DENSE = {"d": (24.4, 7.2), "e": (24.4, 7.1)}
 # torchvision's weights (acc@1, acc@5) by model: vgg11, 13, 16, 19 and their _bn.
 _TORCHVISION = {
-    "vgg_a": (69.020, 88.628), "vgg_b": (69.928, 89.246), "vgg_d": (71.592, 90.382), "vgg_e": (72.376, 90.876),
-    "vgg_a_bn": (70.370, 89.810), "vgg_b_bn": (71.586, 90.374), "vgg_d_bn": (73.360, 91.516),
-    "vgg_e_bn": (74.218, 91.842),
+  "vgg_a": (69.020, 88.628),
+  "vgg_b": (69.928, 89.246),
+  "vgg_d": (71.592, 90.382),
+  "vgg_e": (72.376, 90.876),
+  "vgg_a_bn": (70.370, 89.810),
+  "vgg_b_bn": (71.586, 90.374),
+  "vgg_d_bn": (73.360, 91.516),
+  "vgg_e_bn": (74.218, 91.842),
 }
 _TORCHVISION_NAMES = {"a": "vgg11", "b": "vgg13", "d": "vgg16", "e": "vgg19"}
 
@@ -89,9 +113,10 @@ def _paper_pp(shorter: tuple[int, int], crop: int, eval_resize: int) -> tuple[st
   """Training crops from images whose shorter side is drawn from `shorter` (a fixed S where both are equal)."""
   low, high = shorter
   rescale = f"resize_small({low})" if low == high else f"random_resize_small({low}, {high})"
-  return (f"decode(3)|{rescale}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_NORMALIZE}",
-          f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}")
-
+  return (
+    f"decode(3)|{rescale}|random_crop({crop})|flip_lr|pca_lighting(0.1)|{recipes.IMAGENET_NORMALIZE}",
+    f"decode(3)|resize_small({eval_resize})|center_crop({crop})|{recipes.IMAGENET_NORMALIZE}",
+  )
 
 
 def get_config(arg=None):
@@ -128,9 +153,10 @@ def get_config(arg=None):
       p.ensemble_protocol = "multicrop"
       p.ensemble_split = "val"
       p.ensemble_top1, p.ensemble_top5 = 23.7, 6.8
-      p.notes += (" Table 5, multi-crop and dense combined: {:.1f}/{:.1f}. Ensemble (Table 6): D and E, "
-                  "multi-crop and dense, 6.8% test top-5; the ILSVRC submission (7 nets) had 7.3%.").format(
-                      *_MULTI_CROP_AND_DENSE[args.config])
+      p.notes += (
+        " Table 5, multi-crop and dense combined: {:.1f}/{:.1f}. Ensemble (Table 6): D and E, "
+        "multi-crop and dense, 6.8% test top-5; the ILSVRC submission (7 nets) had 7.3%."
+      ).format(*_MULTI_CROP_AND_DENSE[args.config])
   else:
     if args.scale:
       raise UserError(f"config argument scale={args.scale}: torchvision's recipe has no training scale to choose")

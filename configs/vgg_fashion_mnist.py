@@ -34,13 +34,16 @@ def get_config(arg=None):
   c.model = "vgg_d_bn"
   c.model_options.small_input = True
   c.model_options.width_multiplier = 1.0 if a.full else 0.125
-  recipes.fashion_mnist_recipe(c, learning_rate=0.05, epochs=30.0 if a.full else 12.0,
-                                warmup_epochs=1.0 if a.full else 0.5, full=a.full)
+  recipes.fashion_mnist_recipe(
+    c, learning_rate=0.05, epochs=30.0 if a.full else 12.0, warmup_epochs=1.0 if a.full else 0.5, full=a.full
+  )
   p = c.paper
   p.table = "Benchmark, table of submitted benchmarks: row 'VGG16 26M parameters' (@QuantumLiu, Keras)"
   p.top1 = 6.5  # test accuracy 0.935
-  p.notes = ("No preprocessing; a Keras VGG16 of 26 M parameters whose input size, BatchNorm and epochs the row "
-             "does not give. The authors list submitted results untested.")
+  p.notes = (
+    "No preprocessing; a Keras VGG16 of 26 M parameters whose input size, BatchNorm and epochs the row "
+    "does not give. The authors list submitted results untested."
+  )
 
   if a.smoke:
     smoke.make_smoke(c, width_multiplier=1 / 16)

@@ -47,8 +47,10 @@ SMOKE = "a,smoke"
 def _pp(square: int, crop: int) -> tuple[str, str]:
   # decode_and_center_crop(crop_fraction=1) is the paper's rescale-then-central-square, decoding only the square.
   square_op = f"decode_and_center_crop({square}, crop_fraction=1.0)"
-  return (f"{square_op}|random_crop({crop})|flip_lr|{recipes.IMAGENET_SUBTRACT_MEAN}",
-          f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}")
+  return (
+    f"{square_op}|random_crop({crop})|flip_lr|{recipes.IMAGENET_SUBTRACT_MEAN}",
+    f"{square_op}|center_crop({crop})|{recipes.IMAGENET_SUBTRACT_MEAN}",
+  )
 
 
 def get_config(arg=None):
@@ -81,21 +83,27 @@ def get_config(arg=None):
     p.top1, p.top5 = 38.4, 16.5
     p.ensemble_models = 5
     p.ensemble_top1, p.ensemble_top5 = 36.7, 15.3
-    p.notes = ("Checked against Table 2 of the paper's text: 1 net as per Fig. 3 38.4/16.5 (val; no test "
-               "figure); 5 nets as per Fig. 3, '(a)', 36.7/15.3 val and 15.3% test top-5; 6 nets (a) and (b) "
-               "36.0/14.7 val, 14.8% test. ")
+    p.notes = (
+      "Checked against Table 2 of the paper's text: 1 net as per Fig. 3 38.4/16.5 (val; no test "
+      "figure); 5 nets as per Fig. 3, '(a)', 36.7/15.3 val and 15.3% test top-5; 6 nets (a) and (b) "
+      "36.0/14.7 val, 14.8% test. "
+    )
   else:
     p.table = "Table 2, row '1 convnet as per Fig. 3 but with layers 3,4,5: 512,1024,512 maps - (b)' (validation)"
     p.top1, p.top5 = 37.5, 16.0
     p.ensemble_models = 6
     p.ensemble_top1, p.ensemble_top5 = 36.0, 14.7
-    p.notes = ("Checked against Table 2 of the paper's text: 1 net (b) 37.5/16.0 val, 16.1% test top-5; "
-               "6 nets, (a) and (b) combined, 36.0/14.7 val, 14.8% test. ")
+    p.notes = (
+      "Checked against Table 2 of the paper's text: 1 net (b) 37.5/16.0 val, 16.1% test top-5; "
+      "6 nets, (a) and (b) combined, 36.0/14.7 val, 14.8% test. "
+    )
   p.ensemble_protocol = "10crop"
   p.ensemble_split = "val"
-  p.notes += ("Unverified: Table 2 does not state its test protocol (10 crops assumed). Clarifai's ILSVRC-2013 "
-              "entry, 11.7% test top-5, is not in the paper (facts file section 3). Here: random crops, "
-              "weight decay 5e-4, no filter renormalisation.")
+  p.notes += (
+    "Unverified: Table 2 does not state its test protocol (10 crops assumed). Clarifai's ILSVRC-2013 "
+    "entry, 11.7% test top-5, is not in the paper (facts file section 3). Here: random crops, "
+    "weight decay 5e-4, no filter renormalisation."
+  )
 
   if args.smoke:
     # 64: the last pooling leaves 1x1 maps, which the model repeats to FC6's 6x6.

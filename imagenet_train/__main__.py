@@ -29,49 +29,95 @@ from imagenet_train.errors import UserError
 
 COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights", "sweep", "report")
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, best, or a step number.")
 _FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict, .safetensors or .pth.")
-_MODEL = flags.DEFINE_string("model", None, "import-weights: the registered model the file holds; "
-                              "models: the comma-separated models to list (default: all).")
-_OUT = flags.DEFINE_string("out", None, "import-weights: the new workdir for the converted checkpoint; "
-                           "report: the folder for report.md and its PNG charts.")
-_DATASET = flags.DEFINE_string("dataset", None, "prepare: a tfds name (imagenet2012, imagenet_v2, "
-                               "imagenet_resized/64x64, cifar10, ...) or fashion_mnist_local.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "prepare: the tfds data_dir, local or gs:// "
-                                "(default: tfds's, ~/tensorflow_datasets).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "prepare: the folder holding files you downloaded "
-                                  "yourself (ImageNet's ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).")
-_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False, "prepare: leave out images that do not decode, "
-                                  "and count them, instead of stopping at the first.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0's coordinator "
-                                   "(not needed under SLURM or on Cloud TPU VMs, where JAX finds it).")
+_MODEL = flags.DEFINE_string(
+  "model",
+  None,
+  "import-weights: the registered model the file holds; models: the comma-separated models to list (default: all).",
+)
+_OUT = flags.DEFINE_string(
+  "out",
+  None,
+  "import-weights: the new workdir for the converted checkpoint; report: the folder for report.md and its PNG charts.",
+)
+_DATASET = flags.DEFINE_string(
+  "dataset",
+  None,
+  "prepare: a tfds name (imagenet2012, imagenet_v2, imagenet_resized/64x64, cifar10, ...) or fashion_mnist_local.",
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "prepare: the tfds data_dir, local or gs:// (default: tfds's, ~/tensorflow_datasets)."
+)
+_MANUAL_DIR = flags.DEFINE_string(
+  "manual_dir",
+  None,
+  "prepare: the folder holding files you downloaded "
+  "yourself (ImageNet's ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).",
+)
+_SKIP_CORRUPT = flags.DEFINE_bool(
+  "skip_corrupt",
+  False,
+  "prepare: leave out images that do not decode, and count them, instead of stopping at the first.",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "Multi-host: HOST:PORT of process 0's coordinator (not needed under SLURM or on Cloud TPU VMs, where JAX finds it).",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: how many processes take part.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, from 0.")
-_COORDINATOR_TIMEOUT = flags.DEFINE_integer("coordinator_timeout", 300, "Multi-host: seconds to wait for every "
-                                            "process to reach the coordinator before giving up.")
-_HEARTBEAT_TIMEOUT = flags.DEFINE_integer("heartbeat_timeout", 30, "Multi-host: seconds without a process's "
-                                          "heartbeat after which the others stop instead of waiting for it.")
+_COORDINATOR_TIMEOUT = flags.DEFINE_integer(
+  "coordinator_timeout", 300, "Multi-host: seconds to wait for every process to reach the coordinator before giving up."
+)
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+  "heartbeat_timeout",
+  30,
+  "Multi-host: seconds without a process's heartbeat after which the others stop instead of waiting for it.",
+)
 _SWEEP = flags.DEFINE_string("sweep", None, "sweep: a sweep file (sweeps/NAME.py) of config overrides.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "sweep: print each run's launcher command instead of running it.")
-_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "multiprocess", "slurm", "tpu_vm"],
-                              "sweep --dry_run: the launcher whose commands are printed.")
-_LAUNCHER_ARGS = flags.DEFINE_string("launcher_args", "", "sweep --dry_run: options for the launcher, e.g. "
-                                     "'--name=sweep --zone=us-central2-b --accelerator=v4-32' for tpu_vm.")
+_LAUNCHER = flags.DEFINE_enum(
+  "launcher",
+  "local",
+  ["local", "multiprocess", "slurm", "tpu_vm"],
+  "sweep --dry_run: the launcher whose commands are printed.",
+)
+_LAUNCHER_ARGS = flags.DEFINE_string(
+  "launcher_args",
+  "",
+  "sweep --dry_run: options for the launcher, e.g. '--name=sweep --zone=us-central2-b --accelerator=v4-32' for tpu_vm.",
+)
 _RUNS = flags.DEFINE_list("runs", None, "report: workdirs, or folders of them (a sweep's), to tabulate.")
-_PROTOCOL = flags.DEFINE_string("protocol", None, f"evaluate: {', '.join(protocols.names())}, or "
-                                 f"{protocols.ENSEMBLE} (with --ensemble); default: {protocols.CENTER}, as training "
-                                 "evaluates.")
-_ENSEMBLE = flags.DEFINE_list("ensemble", None, "evaluate --protocol=ensemble: the member runs' workdirs; the "
-                              "results go to --workdir.")
-_ENSEMBLE_PROTOCOL = flags.DEFINE_string("ensemble_protocol", None, "evaluate --protocol=ensemble: each member's "
-                                         "protocol (default: the config's evaluation.protocol).")
-_FAKE = flags.DEFINE_bool("fake", False, "prepare --dataset=imagenet2012: first write fake ILSVRC2012 tarballs "
-                          "(4 classes, small images) into --manual_dir, to try configs' smoke variants.")
-_KEEP_INIT = flags.DEFINE_string("keep_init", None, "import-weights: a regular expression of PyTorch tensor "
-                                 "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.")
+_PROTOCOL = flags.DEFINE_string(
+  "protocol",
+  None,
+  f"evaluate: {', '.join(protocols.names())}, or "
+  f"{protocols.ENSEMBLE} (with --ensemble); default: {protocols.CENTER}, as training "
+  "evaluates.",
+)
+_ENSEMBLE = flags.DEFINE_list(
+  "ensemble", None, "evaluate --protocol=ensemble: the member runs' workdirs; the results go to --workdir."
+)
+_ENSEMBLE_PROTOCOL = flags.DEFINE_string(
+  "ensemble_protocol",
+  None,
+  "evaluate --protocol=ensemble: each member's protocol (default: the config's evaluation.protocol).",
+)
+_FAKE = flags.DEFINE_bool(
+  "fake",
+  False,
+  "prepare --dataset=imagenet2012: first write fake ILSVRC2012 tarballs "
+  "(4 classes, small images) into --manual_dir, to try configs' smoke variants.",
+)
+_KEEP_INIT = flags.DEFINE_string(
+  "keep_init",
+  None,
+  "import-weights: a regular expression of PyTorch tensor "
+  "names to leave at their initial values, e.g. '^fc\\.' for a new classifier.",
+)
 
 
 def _fail(message: str, exit_code: int = 2):
@@ -86,9 +132,11 @@ def _parse_flags(argv):
     _fail(f"{error} (see --helpfull)")
   except (AttributeError, KeyError) as error:  # ml_collections: an override names no config field
     field = str(error).strip("\"'")
-    flag = next((arg.split("=")[0] for arg in argv if arg.startswith("--config.") and
-                 arg.split("=")[0].split(".")[-1] == field), f"--config.{field}")
-    _fail(f"the config has no field {flag[len('--config.'):]!r} ({flag}): check its spelling against the config file")
+    flag = next(
+      (arg.split("=")[0] for arg in argv if arg.startswith("--config.") and arg.split("=")[0].split(".")[-1] == field),
+      f"--config.{field}",
+    )
+    _fail(f"the config has no field {flag[len('--config.') :]!r} ({flag}): check its spelling against the config file")
   if len(rest) != 2 or rest[1] not in COMMANDS:
     _fail(f"expected one command, one of {', '.join(COMMANDS)}; got {' '.join(rest[1:]) or 'none'}")
   return rest
@@ -134,8 +182,9 @@ def _prepare():
       _fail("--fake writes fake ILSVRC2012 tarballs: pass --dataset=imagenet2012 and --manual_dir=DIR")
     if not os.path.exists(os.path.join(_MANUAL_DIR.value, prepare.IMAGENET_TRAIN_TAR)):
       fake_imagenet.write_tarballs(_MANUAL_DIR.value)
-  report = prepare.prepare(_DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
-                           skip_corrupt=_SKIP_CORRUPT.value)
+  report = prepare.prepare(
+    _DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value, skip_corrupt=_SKIP_CORRUPT.value
+  )
   state = "was already prepared" if report.already_prepared else "is prepared"
   print(f"{_DATASET.value} {state} in {report.data_dir}:")
   for split, count in report.examples.items():
@@ -147,8 +196,13 @@ def _prepare():
 def _start_processes():
   from imagenet_train import distributed
 
-  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                         timeout=_COORDINATOR_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value)
+  distributed.initialize(
+    _COORDINATOR.value,
+    _NUM_PROCESSES.value,
+    _PROCESS_ID.value,
+    timeout=_COORDINATOR_TIMEOUT.value,
+    heartbeat_timeout=_HEARTBEAT_TIMEOUT.value,
+  )
 
 
 def _is_main_process() -> bool:
@@ -166,13 +220,18 @@ def _train():
   if summary and _is_main_process():
     _write_json(os.path.join(_WORKDIR.value, "summary.json"), summary)
     split = config.data.eval_split
-    _print_results("Training finished:", {
+    _print_results(
+      "Training finished:",
+      {
         f"{split} top-1 error %": summary.get(results.scalar_key(results.RAW, "top1_error"), float("nan")),
         f"{split} top-5 error %": summary.get(results.scalar_key(results.RAW, "top5_error"), float("nan")),
         f"{split} log loss": summary.get(results.scalar_key(results.RAW, "log_loss"), float("nan")),
-        "steps": summary["steps"], "wall time (s)": summary["wall_time_s"],
+        "steps": summary["steps"],
+        "wall time (s)": summary["wall_time_s"],
         "of which evaluation (s)": summary["eval_time_s"],
-        "training images/s": summary["train_images_per_second"]})
+        "training images/s": summary["train_images_per_second"],
+      },
+    )
 
 
 def _evaluate():
@@ -204,13 +263,19 @@ def _evaluate():
 def _print_evaluation(title: str, evaluation):
   print(title)
   for name, stats in evaluation.parameters.items():
-    print(f"  {name + ' parameters':18s} top-1 error {stats.top1_error:6.2f}%   top-5 error "
-          f"{stats.top5_error:6.2f}%   log loss {stats.log_loss:.4f}   ({stats.num_examples} images)")
+    print(
+      f"  {name + ' parameters':18s} top-1 error {stats.top1_error:6.2f}%   top-5 error "
+      f"{stats.top5_error:6.2f}%   log loss {stats.log_loss:.4f}   ({stats.num_examples} images)"
+    )
   raw = next(iter(evaluation.parameters.values()))
   worst = sorted((accuracy, index) for index, accuracy in enumerate(raw.per_class_accuracy) if accuracy is not None)
   names = evaluation.class_names or []
-  print("  lowest per-class top-1 accuracy: " + ", ".join(
-      f"{names[index] if index < len(names) else index} {100 * accuracy:.1f}%" for accuracy, index in worst[:5]))
+  print(
+    "  lowest per-class top-1 accuracy: "
+    + ", ".join(
+      f"{names[index] if index < len(names) else index} {100 * accuracy:.1f}%" for accuracy, index in worst[:5]
+    )
+  )
   print(f"  written to {_WORKDIR.value}: " + ", ".join([evaluation.file_name, *evaluation.confusion_png.values()]))
 
 
@@ -235,10 +300,10 @@ def _import_weights():
 
 
 _LAUNCHER_COMMANDS = {
-    "local": "launch/local.sh",
-    "multiprocess": "launch/multiprocess.sh 2",
-    "slurm": "sbatch launch/slurm.sbatch",
-    "tpu_vm": "launch/tpu_vm.sh",
+  "local": "launch/local.sh",
+  "multiprocess": "launch/multiprocess.sh 2",
+  "slurm": "sbatch launch/slurm.sbatch",
+  "tpu_vm": "launch/tpu_vm.sh",
 }
 
 
@@ -255,8 +320,9 @@ def _sweep():
   name = os.path.splitext(os.path.basename(_SWEEP.value))[0]
   expanded = sweep.expand(config, runs, _WORKDIR.value, name)
   if _DRY_RUN.value:
-    base = [f"--config={flags.FLAGS['config'].config_filename}"] + [arg for arg in sys.argv[1:]
-                                                                     if arg.startswith("--config.")]
+    base = [f"--config={flags.FLAGS['config'].config_filename}"] + [
+      arg for arg in sys.argv[1:] if arg.startswith("--config.")
+    ]
     launcher = " ".join([_LAUNCHER_COMMANDS[_LAUNCHER.value], _LAUNCHER_ARGS.value]).strip()
     for run in expanded:
       args = ["train", *base, f"--workdir={run.workdir}", *sweep.override_flags(run.overrides)]
@@ -279,8 +345,10 @@ def _sweep():
     _write_json(os.path.join(run.workdir, "summary.json"), summary)
   print(report.write_report([os.path.join(_WORKDIR.value, name)]))
   if failed:
-    raise UserError(f"{len(failed)} of {len(expanded)} runs failed: {', '.join(failed)}; rerun the same command "
-                    "to retry them (finished runs are skipped)")
+    raise UserError(
+      f"{len(failed)} of {len(expanded)} runs failed: {', '.join(failed)}; rerun the same command "
+      "to retry them (finished runs are skipped)"
+    )
 
 
 def _report():
@@ -294,8 +362,15 @@ def _report():
 def main(argv):
   command = argv[1]
   try:
-    commands = {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "models": _models,
-                "import-weights": _import_weights, "sweep": _sweep, "report": _report}
+    commands = {
+      "prepare": _prepare,
+      "train": _train,
+      "evaluate": _evaluate,
+      "models": _models,
+      "import-weights": _import_weights,
+      "sweep": _sweep,
+      "report": _report,
+    }
     commands[command]()
   except UserError as error:
     logging.flush()
@@ -310,7 +385,8 @@ class _QuietLibraries(logging.logging.Filter):
     if "did not provide metrics" in str(record.msg):
       return False
     return record.levelno > logging.logging.INFO or not any(
-        part in record.pathname for part in ("/orbax/", "/tensorflow/"))
+      part in record.pathname for part in ("/orbax/", "/tensorflow/")
+    )
 
 
 def run():

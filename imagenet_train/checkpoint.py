@@ -30,18 +30,27 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int, enable_async: bool = True):
     # Bucket paths (gs://) go to Orbax as they are; local ones are made absolute.
     self.directory = os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), "checkpoints")
-    policy = checkpoint_managers.AnyPreservationPolicy([
+    policy = checkpoint_managers.AnyPreservationPolicy(
+      [
         checkpoint_managers.LatestN(n=keep),
-        checkpoint_managers.BestN(get_metric_fn=lambda m: m[BEST], reverse=False, n=1,
-                                  keep_checkpoints_without_metrics=False),
-    ])
+        checkpoint_managers.BestN(
+          get_metric_fn=lambda m: m[BEST], reverse=False, n=1, keep_checkpoints_without_metrics=False
+        ),
+      ]
+    )
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        # best_fn makes Orbax write each save's metrics and answer best_step(); the
-        # preservation policy alone decides what is deleted.
-        options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=lambda m: m[BEST],
-                                             best_mode="max", enable_async_checkpointing=enable_async, create=True),
-        item_names=("state", "meta"))
+      self.directory,
+      # best_fn makes Orbax write each save's metrics and answer best_step(); the
+      # preservation policy alone decides what is deleted.
+      options=ocp.CheckpointManagerOptions(
+        preservation_policy=policy,
+        best_fn=lambda m: m[BEST],
+        best_mode="max",
+        enable_async_checkpointing=enable_async,
+        create=True,
+      ),
+      item_names=("state", "meta"),
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -58,8 +67,10 @@ class Checkpointer:
     meta = self.read_meta(step)
     if meta["model"] != model or meta["param_shapes"] != shapes:
       theirs = meta["model"] if meta["model"] != model else f"{model} with other shapes"
-      raise UserError(f"{self.directory} holds a checkpoint of {theirs}, but the config trains {model}: "
-                      "use a new --workdir, or the config that wrote it")
+      raise UserError(
+        f"{self.directory} holds a checkpoint of {theirs}, but the config trains {model}: "
+        "use a new --workdir, or the config that wrote it"
+      )
     return meta
 
   def restore(self, step: int, abstract_state):
@@ -68,9 +79,12 @@ class Checkpointer:
     return restored["state"]
 
   def save(self, step: int, state, meta: dict, metrics: dict | None = None, force: bool = False) -> bool:
-    return self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                           meta=ocp.args.JsonSave(meta)),
-                             metrics=metrics, force=force)
+    return self.manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      metrics=metrics,
+      force=force,
+    )
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -88,17 +102,24 @@ def check_workdir(workdir: str) -> None:
     probe.write_text("ok")
     probe.unlink()
   except OSError as error:
-    raise UserError(f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write "
-                    "to") from None
+    raise UserError(
+      f"cannot write to workdir {workdir} ({error.strerror}): pass a --workdir you can write to"
+    ) from None
 
 
 def run_meta(setup, step: int) -> dict:
   """The `meta` item saved beside the state of a run's `setup` (a state.Setup) at `step`."""
   c = setup.config
-  return {"model": c.model, "param_shapes": param_shapes(setup.abstract_state.params),
-          "step": step, "epoch": step / setup.steps_per_epoch, "seed": c.seed,
-          "batch_size": c.batch_size, "examples_seen": step * c.batch_size,
-          "config": c.to_json_best_effort()}
+  return {
+    "model": c.model,
+    "param_shapes": param_shapes(setup.abstract_state.params),
+    "step": step,
+    "epoch": step / setup.steps_per_epoch,
+    "seed": c.seed,
+    "batch_size": c.batch_size,
+    "examples_seen": step * c.batch_size,
+    "config": c.to_json_best_effort(),
+  }
 
 
 def restore_or_init(setup, checkpointer: Checkpointer, step: int | None = None):
@@ -109,7 +130,13 @@ def restore_or_init(setup, checkpointer: Checkpointer, step: int | None = None):
     return setup.initial_state()
   meta = checkpointer.check_compatible(step, c.model, param_shapes(setup.abstract_state.params))
   if meta["batch_size"] != c.batch_size or meta["seed"] != c.seed:
-    logging.warning("Resuming with batch_size/seed %s/%s where the checkpoint used %s/%s: the data stream "
-                    "will differ from an uninterrupted run.", c.batch_size, c.seed, meta["batch_size"], meta["seed"])
+    logging.warning(
+      "Resuming with batch_size/seed %s/%s where the checkpoint used %s/%s: the data stream "
+      "will differ from an uninterrupted run.",
+      c.batch_size,
+      c.seed,
+      meta["batch_size"],
+      meta["seed"],
+    )
   logging.info("Restoring step %d from %s", step, checkpointer.directory)
   return checkpointer.restore(step, setup.abstract_state)

@@ -34,8 +34,14 @@ def cluster_detected() -> str | None:
   return None
 
 
-def initialize(coordinator_address: str | None, num_processes: int | None, process_id: int | None, *,
-               timeout: int, heartbeat_timeout: int) -> None:
+def initialize(
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  *,
+  timeout: int,
+  heartbeat_timeout: int,
+) -> None:
   """Starts the multi-process runtime when asked for or detected; a no-op for a single process."""
   explicit = coordinator_address is not None
   if explicit and (num_processes is None or process_id is None):
@@ -48,17 +54,30 @@ def initialize(coordinator_address: str | None, num_processes: int | None, proce
   if explicit and process_id > 0:
     _wait_for_coordinator(coordinator_address, timeout)
   try:
-    jax.distributed.initialize(coordinator_address, num_processes, process_id, initialization_timeout=timeout,
-                               heartbeat_timeout_seconds=heartbeat_timeout)
+    jax.distributed.initialize(
+      coordinator_address,
+      num_processes,
+      process_id,
+      initialization_timeout=timeout,
+      heartbeat_timeout_seconds=heartbeat_timeout,
+    )
   except (RuntimeError, ValueError) as error:  # jaxlib raises XlaRuntimeError, a RuntimeError
     where = coordinator_address or f"the coordinator {cluster} names"
     reason = str(error).strip().splitlines()[0][:200]
-    raise UserError(f"cannot start {num_processes or 'the'} processes with the coordinator at {where} within "
-                    f"{timeout} s ({reason}): check the address is reachable from every host and that every "
-                    "process was started") from None
+    raise UserError(
+      f"cannot start {num_processes or 'the'} processes with the coordinator at {where} within "
+      f"{timeout} s ({reason}): check the address is reachable from every host and that every "
+      "process was started"
+    ) from None
   _tag_log_lines()
-  logging.info("Process %d of %d (%s), %d local of %d devices", jax.process_index(), jax.process_count(), cluster,
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+    "Process %d of %d (%s), %d local of %d devices",
+    jax.process_index(),
+    jax.process_count(),
+    cluster,
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def _wait_for_coordinator(address: str, timeout: int) -> None:
@@ -77,8 +96,10 @@ def _wait_for_coordinator(address: str, timeout: int) -> None:
         return
     except OSError as error:
       if time.monotonic() >= deadline:
-        raise UserError(f"cannot reach the coordinator at {address} within {timeout} s ({error.strerror or error}): "
-                        "start process 0 there, or check the address and that the port is open") from None
+        raise UserError(
+          f"cannot reach the coordinator at {address} within {timeout} s ({error.strerror or error}): "
+          "start process 0 there, or check the address and that the port is open"
+        ) from None
       time.sleep(1)
 
 
@@ -135,8 +156,14 @@ def peers_alive(last_checkpoint: Callable[[], int | None], directory):
     if jax.process_count() == 1:
       raise
     step = last_checkpoint()
-    resume = f"rerun the same command to resume from step {step} in {directory}" if step is not None else (
-        "rerun the same command")
+    resume = (
+      f"rerun the same command to resume from step {step} in {directory}"
+      if step is not None
+      else ("rerun the same command")
+    )
     reason = str(error).strip().splitlines()[0][:200]
-    raise UserError(f"a collective with the other processes failed ({reason}): another task died or stopped "
-                    f"answering; check its log, then {resume}", exit_code=1) from None
+    raise UserError(
+      f"a collective with the other processes failed ({reason}): another task died or stopped "
+      f"answering; check its log, then {resume}",
+      exit_code=1,
+    ) from None

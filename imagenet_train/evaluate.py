@@ -39,6 +39,7 @@ from imagenet_train.step import model_input
 @dataclasses.dataclass
 class Scores:
   """Per-image softmax probabilities averaged over a protocol's views, with the labels."""
+
   probabilities: np.ndarray  # [images, classes]
   labels: np.ndarray  # [images]
   views: int
@@ -53,16 +54,23 @@ def _check_any_size(setup: state_lib.Setup) -> None:
   model = setup.config.model
   for height, width in ((side, side + 32), (side + 64, side)):
     try:
-      out = jax.eval_shape(functools.partial(setup.model.apply, train=False), variables,
-                           jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32))
+      out = jax.eval_shape(
+        functools.partial(setup.model.apply, train=False),
+        variables,
+        jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32),
+      )
     except (ValueError, TypeError, flax.errors.FlaxError) as error:
-      reason = str(error).splitlines()[0].split(' (https://')[0]
-      raise UserError(f"model {model!r} cannot run dense evaluation: it cannot score a {height}x{width} "
-                      f"image ({reason}); its fully connected layers read a fixed-size map. Use --protocol=center, "
-                      "10crop, multicrop or 144crop") from None
+      reason = str(error).splitlines()[0].split(" (https://")[0]
+      raise UserError(
+        f"model {model!r} cannot run dense evaluation: it cannot score a {height}x{width} "
+        f"image ({reason}); its fully connected layers read a fixed-size map. Use --protocol=center, "
+        "10crop, multicrop or 144crop"
+      ) from None
     if out.shape != (1, setup.info.num_classes):
-      raise UserError(f"model {model!r} cannot run dense evaluation: a {height}x{width} image gives "
-                      f"scores of shape {out.shape}, not one score per class. Use --protocol=center or 10crop")
+      raise UserError(
+        f"model {model!r} cannot run dense evaluation: a {height}x{width} image gives "
+        f"scores of shape {out.shape}, not one score per class. Use --protocol=center or 10crop"
+      )
 
 
 def _gather_params(state: state_lib.TrainState, mesh) -> dict:
@@ -157,6 +165,7 @@ class Scorer:
     self.probabilities_fn = _probabilities_fn(setup, self.mesh, self.flip)
     # Placed explicitly: with several processes, jit takes no host array for a sharded argument.
     self.images_sharding = _images_sharding(self.mesh)
+    self._views: dict[str, int] = {}  # per spec, the views it stacks per image
     self.specs = protocols.specs(setup.config, protocol)
 
   def _batches(self, spec: str):
@@ -171,7 +180,9 @@ class Scorer:
     if self.protocol.whole_images:  # whole images vary in shape: batches of one shape each, smaller
       batch_size = max(1, views_budget // 8 // devices) * devices
       return _batches_of(pipeline.eval_examples(self.setup.builder, data, **where), batch_size)
-    batch_size = max(1, views_budget // pipeline.views_per_example(self.setup.builder, data) // devices) * devices
+    if spec not in self._views:  # reads an image: once per spec, not at every evaluation of a training run
+      self._views[spec] = pipeline.views_per_example(self.setup.builder, data)
+    batch_size = max(1, views_budget // self._views[spec] // devices) * devices
     return _fixed_size_batches(pipeline.eval_batches(self.setup.builder, data, local_batch_size=batch_size, **where))
 
   def score(self, state: state_lib.TrainState) -> Scores:
@@ -180,9 +191,16 @@ class Scorer:
     variables = _gather_params(state, self.mesh)
     total, labels, views = None, None, 0
     for spec in self.specs:
-      dispatched = ((self.probabilities_fn(variables, jax.device_put(images, self.images_sharding)), batch_labels,
-                     mask, indices, images.shape[1])
-                    for images, batch_labels, mask, indices in self._batches(spec))
+      dispatched = (
+        (
+          self.probabilities_fn(variables, jax.device_put(images, self.images_sharding)),
+          batch_labels,
+          mask,
+          indices,
+          images.shape[1],
+        )
+        for images, batch_labels, mask, indices in self._batches(spec)
+      )
       pass_probabilities, pass_labels, pass_indices, pass_views = [], [], [], 0
       for probabilities, batch_labels, mask, indices, batch_views in _lagged(dispatched):
         pass_probabilities.append(np.asarray(probabilities)[mask])
@@ -200,6 +218,7 @@ class Scorer:
       logging.info("%s: %s over %d images done", self.protocol.name, spec, len(y))
     return _gather_scores(Scores(total / len(self.specs), labels, views))
 
+
 def _gather_scores(scores: Scores) -> Scores:
   if jax.process_count() == 1:
     return scores
@@ -209,9 +228,11 @@ def _gather_scores(scores: Scores) -> Scores:
   probabilities = multihost_utils.process_allgather(np.pad(scores.probabilities, ((0, pad), (0, 0))))
   labels = multihost_utils.process_allgather(np.pad(scores.labels, (0, pad)))
   keep = [slice(0, int(n)) for n in counts.reshape(-1)]
-  return Scores(np.concatenate([p[k] for p, k in zip(probabilities, keep)]),
-                np.concatenate([y[k] for y, k in zip(labels, keep)]), scores.views)
-
+  return Scores(
+    np.concatenate([p[k] for p, k in zip(probabilities, keep)]),
+    np.concatenate([y[k] for y, k in zip(labels, keep)]),
+    scores.views,
+  )
 
 
 def confusion_matrix(scores: Scores) -> np.ndarray:
@@ -244,8 +265,15 @@ def write_confusion_png(matrix: np.ndarray, path: str, title: str, class_names=N
     for i in range(classes):
       for j in range(classes):
         if matrix[i, j]:
-          axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="black" if fractions[i, j] > 0.5 else "white")
+          axes.text(
+            j,
+            i,
+            str(matrix[i, j]),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="black" if fractions[i, j] > 0.5 else "white",
+          )
   figure.tight_layout()
   with epath.Path(path).open("wb") as f:
     figure.savefig(f, format="png", dpi=100)
@@ -257,10 +285,14 @@ def _class_names(setup: state_lib.Setup) -> list[str] | None:
   return list(feature.names) if feature is not None and hasattr(feature, "names") else None
 
 
-
-
-def evaluate_state(setup: state_lib.Setup, state: state_lib.TrainState, scorer: Scorer, step: int,
-                   workdir: str | None = None, confusion: bool = False) -> results.Results:
+def evaluate_state(
+  setup: state_lib.Setup,
+  state: state_lib.TrainState,
+  scorer: Scorer,
+  step: int,
+  workdir: str | None = None,
+  confusion: bool = False,
+) -> results.Results:
   """Scores the state's raw parameters and each average it keeps with `scorer`; process 0 writes the results to
   `workdir` (when given), and a confusion-matrix PNG per parameter set beside them when `confusion`."""
   names = _class_names(setup)
@@ -272,10 +304,15 @@ def evaluate_state(setup: state_lib.Setup, state: state_lib.TrainState, scorer: 
     statistics[name] = results.statistics(scores.probabilities, scores.labels)
     if confusion and workdir and jax.process_index() == 0:
       pngs[name] = f"confusion_{protocol}_step_{step}_{name}.png"
-      write_confusion_png(confusion_matrix(scores), os.path.join(workdir, pngs[name]),
-                          f"{model}, {protocol}, step {step} ({name} parameters)", names)
-  evaluation = results.Results(protocol=protocol, model=model, step=step, views=views, parameters=statistics,
-                               class_names=names, confusion_png=pngs)
+      write_confusion_png(
+        confusion_matrix(scores),
+        os.path.join(workdir, pngs[name]),
+        f"{model}, {protocol}, step {step} ({name} parameters)",
+        names,
+      )
+  evaluation = results.Results(
+    protocol=protocol, model=model, step=step, views=views, parameters=statistics, class_names=names, confusion_png=pngs
+  )
   if workdir and jax.process_index() == 0:
     results.write(workdir, evaluation)
   return evaluation
@@ -288,8 +325,10 @@ def restore_for_evaluation(config: ml_collections.ConfigDict, workdir: str, whic
   try:
     step = {"latest": checkpointer.latest_step, "best": checkpointer.best_step}.get(which, lambda: int(which))()
     if step is None or step not in checkpointer.manager.all_steps():
-      raise UserError(f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
-                      f"from {list(checkpointer.manager.all_steps())}")
+      raise UserError(
+        f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
+        f"from {list(checkpointer.manager.all_steps())}"
+      )
     state = checkpoint_lib.restore_or_init(setup, checkpointer, step)
   finally:
     checkpointer.close()
@@ -302,6 +341,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
   protocols.get(protocol)  # an unknown protocol fails before anything is restored
   setup, state, step = restore_for_evaluation(config, workdir, which)
   return evaluate_state(setup, state, Scorer(setup, protocol), step, workdir, confusion=True)
+
 
 def member_config(workdir: str, fallback: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The config a run recorded in its workdir (config.json), with the data location of
@@ -319,9 +359,9 @@ def member_config(workdir: str, fallback: ml_collections.ConfigDict) -> ml_colle
   return config
 
 
-
-def evaluate_ensemble(config: ml_collections.ConfigDict, members: list[str], out_dir: str, which: str,
-                      protocol: str) -> results.Results:
+def evaluate_ensemble(
+  config: ml_collections.ConfigDict, members: list[str], out_dir: str, which: str, protocol: str
+) -> results.Results:
   """Averages the softmax of several runs' checkpoints, each under `protocol` with its own recipe
   (config.json in its workdir); process 0 writes the results and the confusion PNG to `out_dir`."""
   if protocol == protocols.ENSEMBLE:
@@ -336,23 +376,34 @@ def evaluate_ensemble(config: ml_collections.ConfigDict, members: list[str], out
     scores = Scorer(setup, protocol).score(state)
     classes = scores.probabilities.shape[1]
     if total is not None and classes != total.shape[1]:
-      raise UserError(f"ensemble members predict different numbers of classes: {members[0]} has {total.shape[1]}, "
-                      f"{workdir} has {classes}: ensemble runs trained on the same classes")
+      raise UserError(
+        f"ensemble members predict different numbers of classes: {members[0]} has {total.shape[1]}, "
+        f"{workdir} has {classes}: ensemble runs trained on the same classes"
+      )
     if labels is not None and not np.array_equal(labels, scores.labels):
-      raise UserError(f"ensemble members were evaluated on different images: {members[0]} and {workdir} read "
-                      "different eval splits; give every member the same dataset and eval_split")
+      raise UserError(
+        f"ensemble members were evaluated on different images: {members[0]} and {workdir} read "
+        "different eval splits; give every member the same dataset and eval_split"
+      )
     total = scores.probabilities if total is None else total + scores.probabilities
     labels = scores.labels
     each.append(results.Member(workdir, member.model, step, results.statistics(scores.probabilities, labels)))
   ensemble = Scores(total / len(members), labels, 0)
   png = f"confusion_{protocols.ENSEMBLE}_{protocol}.png"
   evaluation = results.Results(
-      protocol=protocols.ENSEMBLE, model="+".join(dict.fromkeys(m.model for m in each)), step=None, views=0,
-      parameters={results.RAW: results.statistics(ensemble.probabilities, labels)}, confusion_png={results.RAW: png},
-      member_protocol=protocol, members=tuple(each))
+    protocol=protocols.ENSEMBLE,
+    model="+".join(dict.fromkeys(m.model for m in each)),
+    step=None,
+    views=0,
+    parameters={results.RAW: results.statistics(ensemble.probabilities, labels)},
+    confusion_png={results.RAW: png},
+    member_protocol=protocol,
+    members=tuple(each),
+  )
   if jax.process_index() == 0:
     epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_confusion_png(confusion_matrix(ensemble), os.path.join(out_dir, png),
-                        f"ensemble of {len(members)}, {protocol}")
+    write_confusion_png(
+      confusion_matrix(ensemble), os.path.join(out_dir, png), f"ensemble of {len(members)}, {protocol}"
+    )
     results.write(out_dir, evaluation)
   return evaluation

@@ -33,8 +33,11 @@ def classification_metrics(logits, labels, loss_per_example, mask=None) -> Class
   """One batch's metrics; inside jit over a global batch, the sums span every device."""
   logits = logits.astype(jnp.float32)
   return ClassificationMetrics.single_from_model_output(
-      loss=loss_per_example, top1=topk_correct(logits, labels, 1),
-      top5=topk_correct(logits, labels, min(5, logits.shape[-1])), mask=mask)
+    loss=loss_per_example,
+    top1=topk_correct(logits, labels, 1),
+    top5=topk_correct(logits, labels, min(5, logits.shape[-1])),
+    mask=mask,
+  )
 
 
 def create_writer(workdir: str):

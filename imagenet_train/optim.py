@@ -21,8 +21,7 @@ from imagenet_train.errors import UserError
 SCHEDULES = ("constant", "steps", "exponential", "cosine", "plateau")
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
-                           total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
   """Base learning rate, linear warm-up, then the configured decay, as a function of the step."""
   s = config.schedule
   base = config.learning_rate
@@ -36,8 +35,9 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
     boundaries = {steps(epoch) - warmup: s.decay_factor for epoch in s.boundaries_epochs}
     decay = optax.piecewise_constant_schedule(base, boundaries)
   elif s.name == "exponential":
-    decay = optax.exponential_decay(base, transition_steps=max(1, steps(s.decay_every_epochs)),
-                                    decay_rate=s.decay_factor, staircase=True)
+    decay = optax.exponential_decay(
+      base, transition_steps=max(1, steps(s.decay_every_epochs)), decay_rate=s.decay_factor, staircase=True
+    )
   else:
     decay = optax.cosine_decay_schedule(base, decay_steps=max(1, total_steps - warmup), alpha=s.final_fraction)
   if warmup == 0:
@@ -81,10 +81,11 @@ def plateau_update(opt_state, metric: float, plateau: ml_collections.ConfigDict)
       factor, bad = max(factor * plateau.factor, plateau.min_factor), 0
   put = lambda value, like: jax.device_put(jnp.asarray(value, like.dtype), like.sharding)
   return optax.tree_utils.tree_set(
-      opt_state,
-      plateau_factor=put(factor, optax.tree_utils.tree_get(opt_state, "plateau_factor")),
-      plateau_best=put(best, optax.tree_utils.tree_get(opt_state, "plateau_best")),
-      plateau_bad_evals=put(bad, optax.tree_utils.tree_get(opt_state, "plateau_bad_evals")))
+    opt_state,
+    plateau_factor=put(factor, optax.tree_utils.tree_get(opt_state, "plateau_factor")),
+    plateau_best=put(best, optax.tree_utils.tree_get(opt_state, "plateau_best")),
+    plateau_bad_evals=put(bad, optax.tree_utils.tree_get(opt_state, "plateau_bad_evals")),
+  )
 
 
 def learning_rate_factor(opt_state) -> jax.Array | float:
@@ -110,8 +111,10 @@ def _decay_mask(mode: str, exclude: tuple[str, ...]):
     names = {getattr(path[-1], "key", None) for path, _ in jax.tree_util.tree_leaves_with_path(params)}
     unknown = sorted(set(exclude) - names)
     if unknown:  # a misspelt name would otherwise decay what the user meant to spare
-      raise UserError(f"--config.optimizer.weight_decay_exclude names {', '.join(unknown)}, which no parameter "
-                      f"of this model is called: use some of {', '.join(sorted(map(str, names)))}")
+      raise UserError(
+        f"--config.optimizer.weight_decay_exclude names {', '.join(unknown)}, which no parameter "
+        f"of this model is called: use some of {', '.join(sorted(map(str, names)))}"
+      )
     return jax.tree_util.tree_map_with_path(decayed, params)
 
   return mask
@@ -123,8 +126,10 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, to
   o = config.optimizer
   schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
   if o.weight_decay_mode not in ("l2", "decoupled"):
-    raise UserError(f"unknown weight_decay_mode {o.weight_decay_mode!r}: use 'l2' (added to every weight's "
-                    "gradient, as the papers did) or 'decoupled' (BatchNorm and biases excluded)")
+    raise UserError(
+      f"unknown weight_decay_mode {o.weight_decay_mode!r}: use 'l2' (added to every weight's "
+      "gradient, as the papers did) or 'decoupled' (BatchNorm and biases excluded)"
+    )
   if o.name == "sgd":
     direction = [optax.trace(decay=o.sgd.momentum, nesterov=o.sgd.nesterov)] if o.sgd.momentum else []
   elif o.name == "adam":

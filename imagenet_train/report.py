@@ -35,8 +35,10 @@ def collect(dirs: list[str]) -> list[dict]:
   for directory in dirs:
     found = _workdirs(directory)
     if not found:
-      raise UserError(f"no runs in {directory}: pass workdirs that hold a summary.json (finished train runs) or "
-                      "evaluation results (eval_<protocol>_step_<N>.json)")
+      raise UserError(
+        f"no runs in {directory}: pass workdirs that hold a summary.json (finished train runs) or "
+        "evaluation results (eval_<protocol>_step_<N>.json)"
+      )
     paths |= found
   return [_run(path) for path in sorted(paths)]
 
@@ -44,20 +46,25 @@ def collect(dirs: list[str]) -> list[dict]:
 def _workdirs(directory: str) -> set[pathlib.Path]:
   if not os.path.isdir(directory):
     return set()
-  return {file.parent.resolve() for pattern in ("summary.json", "eval_*.json")
-          for file in pathlib.Path(directory).rglob(pattern)}
+  return {
+    file.parent.resolve()
+    for pattern in ("summary.json", "eval_*.json")
+    for file in pathlib.Path(directory).rglob(pattern)
+  }
 
 
 def _run(path: pathlib.Path) -> dict:
   info = _read_json(path / "sweep.json") if (path / "sweep.json").is_file() else {}
   found = results.latest(path)
   return {
-      "path": str(path), "name": info.get("name", path.name), "sweep": info.get("sweep"),
-      "overrides": info.get("overrides", {}),
-      "summary": _read_json(path / "summary.json") if (path / "summary.json").is_file() else {},
-      "config": _read_json(path / "config.json") if (path / "config.json").is_file() else None,
-      "evaluations": {r.protocol: r for r in found if r.protocol != protocols.ENSEMBLE},
-      "ensembles": [r for r in found if r.protocol == protocols.ENSEMBLE],
+    "path": str(path),
+    "name": info.get("name", path.name),
+    "sweep": info.get("sweep"),
+    "overrides": info.get("overrides", {}),
+    "summary": _read_json(path / "summary.json") if (path / "summary.json").is_file() else {},
+    "config": _read_json(path / "config.json") if (path / "config.json").is_file() else None,
+    "evaluations": {r.protocol: r for r in found if r.protocol != protocols.ENSEMBLE},
+    "ensembles": [r for r in found if r.protocol == protocols.ENSEMBLE],
   }
 
 
@@ -92,29 +99,46 @@ def _run_rows(run: dict) -> list[dict]:
   evaluation = run["evaluations"].get(used)
   # Without config.json nothing says how the run evaluated, nor what its paper reported.
   protocol = _protocol_cell(used, paper, config.get("data", {}).get("eval_split")) if run["config"] else None
-  common = {"overrides": run["overrides"], "model": config.get("model"), "protocol": protocol, "paper": paper,
-            "steps": evaluation.step if evaluation else summary.get("steps"),
-            "wall_time_s": summary.get("wall_time_s"), "images_per_second": summary.get("train_images_per_second")}
-  return [{**common, "name": _variant_name(run["name"], variant), **numbers}
-          for variant, numbers in (_numbers(evaluation) or {results.RAW: {}}).items()]
+  common = {
+    "overrides": run["overrides"],
+    "model": config.get("model"),
+    "protocol": protocol,
+    "paper": paper,
+    "steps": evaluation.step if evaluation else summary.get("steps"),
+    "wall_time_s": summary.get("wall_time_s"),
+    "images_per_second": summary.get("train_images_per_second"),
+  }
+  return [
+    {**common, "name": _variant_name(run["name"], variant), **numbers}
+    for variant, numbers in (_numbers(evaluation) or {results.RAW: {}}).items()
+  ]
 
 
 def _ensemble_rows(run: dict, ensemble: results.Results) -> list[dict]:
   """An ensemble beside its first member's paper's ensemble numbers; its name gives its size, and the paper's
   where they differ."""
   members = [member.workdir for member in ensemble.members]
-  configs = [_read_json(path) if (path := pathlib.Path(member) / "config.json").is_file() else None
-             for member in members]
+  configs = [
+    _read_json(path) if (path := pathlib.Path(member) / "config.json").is_file() else None for member in members
+  ]
   first = configs[0] if configs and configs[0] else {}
   paper = _paper(first.get("paper"), "ensemble_")
   size = f"ensemble of {len(members)}"
   if paper["models"] and paper["models"] != len(members):
     size += f"; paper: {paper['models']}"
-  common = {"overrides": run["overrides"], "model": ensemble.model or None, "paper": paper,
-            "protocol": _protocol_cell(ensemble.member_protocol, paper, first.get("data", {}).get("eval_split")),
-            "steps": None, "wall_time_s": None, "images_per_second": None}
-  return [{**common, "name": _variant_name(f"{run['name']} ({size})", variant), **numbers}
-          for variant, numbers in (_numbers(ensemble) or {results.RAW: {}}).items()]
+  common = {
+    "overrides": run["overrides"],
+    "model": ensemble.model or None,
+    "paper": paper,
+    "protocol": _protocol_cell(ensemble.member_protocol, paper, first.get("data", {}).get("eval_split")),
+    "steps": None,
+    "wall_time_s": None,
+    "images_per_second": None,
+  }
+  return [
+    {**common, "name": _variant_name(f"{run['name']} ({size})", variant), **numbers}
+    for variant, numbers in (_numbers(ensemble) or {results.RAW: {}}).items()
+  ]
 
 
 def _variant_name(name: str, variant: str) -> str:
@@ -131,8 +155,13 @@ def _paper(block: dict | None, prefix: str) -> dict:
   source = ", ".join(filter(None, (block.get("reference"), block.get("table"))))
   if block.get("notes"):
     source += f" ({block['notes']})"
-  return {**errors, "protocol": block.get(f"{prefix}protocol") or "", "split": block.get(f"{prefix}split") or "",
-          "models": block.get(f"{prefix}models") or 0, "source": source or None}
+  return {
+    **errors,
+    "protocol": block.get(f"{prefix}protocol") or "",
+    "split": block.get(f"{prefix}split") or "",
+    "models": block.get(f"{prefix}models") or 0,
+    "source": source or None,
+  }
 
 
 def _protocol_cell(used: str, paper: dict, eval_split: str | None) -> str:
@@ -153,8 +182,10 @@ def _numbers(evaluation: results.Results | None) -> dict[str, dict]:
   """Each parameter set's errors (percent) and log loss, as the table's cells read them."""
   if evaluation is None:
     return {}
-  return {name: {"top1": stats.top1_error, "top5": stats.top5_error, "loss": stats.log_loss}
-          for name, stats in evaluation.parameters.items()}
+  return {
+    name: {"top1": stats.top1_error, "top5": stats.top5_error, "loss": stats.log_loss}
+    for name, stats in evaluation.parameters.items()
+  }
 
 
 def _difference(row: dict, key: str) -> float | None:
@@ -164,18 +195,18 @@ def _difference(row: dict, key: str) -> float | None:
 
 # (header, alignment, value, format) of the columns after the run's name and overrides; numbers right-aligned.
 _COLUMNS = (
-    ("model", "---", lambda row: row["model"], ""),
-    ("protocol", "---", lambda row: row["protocol"], ""),
-    ("paper top-1 %", "---:", lambda row: row["paper"]["top1"], "g"),  # as the paper printed it
-    ("top-1 error %", "---:", lambda row: row.get("top1"), ".2f"),
-    ("Δ top-1", "---:", lambda row: _difference(row, "top1"), "+.2f"),
-    ("paper top-5 %", "---:", lambda row: row["paper"]["top5"], "g"),
-    ("top-5 error %", "---:", lambda row: row.get("top5"), ".2f"),
-    ("Δ top-5", "---:", lambda row: _difference(row, "top5"), "+.2f"),
-    ("eval loss", "---:", lambda row: row.get("loss"), ".4f"),
-    ("steps", "---:", lambda row: row["steps"], ""),
-    ("wall time s", "---:", lambda row: row["wall_time_s"], ".0f"),
-    ("images/s", "---:", lambda row: row["images_per_second"], ".0f"),
+  ("model", "---", lambda row: row["model"], ""),
+  ("protocol", "---", lambda row: row["protocol"], ""),
+  ("paper top-1 %", "---:", lambda row: row["paper"]["top1"], "g"),  # as the paper printed it
+  ("top-1 error %", "---:", lambda row: row.get("top1"), ".2f"),
+  ("Δ top-1", "---:", lambda row: _difference(row, "top1"), "+.2f"),
+  ("paper top-5 %", "---:", lambda row: row["paper"]["top5"], "g"),
+  ("top-5 error %", "---:", lambda row: row.get("top5"), ".2f"),
+  ("Δ top-5", "---:", lambda row: _difference(row, "top5"), "+.2f"),
+  ("eval loss", "---:", lambda row: row.get("loss"), ".4f"),
+  ("steps", "---:", lambda row: row["steps"], ""),
+  ("wall time s", "---:", lambda row: row["wall_time_s"], ".0f"),
+  ("images/s", "---:", lambda row: row["images_per_second"], ".0f"),
 )
 
 
@@ -188,8 +219,10 @@ def markdown_table(rows: list[dict]) -> str:
   kept = [index for index in range(len(_COLUMNS)) if any(row_cells[index] != "-" for row_cells in cells)]
   header = ["run", *fields, *(_COLUMNS[index][0] for index in kept)]
   alignment = ["---"] * (1 + len(fields)) + [_COLUMNS[index][1] for index in kept]
-  body = [[row["name"], *(_override(row, field) for field in fields), *(row_cells[index] for index in kept)]
-          for row, row_cells in zip(rows, cells)]
+  body = [
+    [row["name"], *(_override(row, field) for field in fields), *(row_cells[index] for index in kept)]
+    for row, row_cells in zip(rows, cells)
+  ]
   return "\n".join(_row(line) for line in [header, alignment, *body])
 
 
@@ -220,8 +253,16 @@ def markdown(rows: list[dict]) -> str:
   sources = paper_sources(rows)
   if not sources:
     return markdown_table(rows)
-  return "\n".join([markdown_table(rows), "", "Δ is the run's error minus the paper's, in percentage points "
-                    "(negative: the run's error is lower). Paper numbers from:", "", *sources])
+  return "\n".join(
+    [
+      markdown_table(rows),
+      "",
+      "Δ is the run's error minus the paper's, in percentage points "
+      "(negative: the run's error is lower). Paper numbers from:",
+      "",
+      *sources,
+    ]
+  )
 
 
 def plot_errors(rows: list[dict], path) -> bool:
@@ -238,15 +279,26 @@ def plot_errors(rows: list[dict], path) -> bool:
   positions, height = np.arange(len(drawn)), 0.4
   for index, key in enumerate(keys):
     axes = figure.add_subplot(1, 2, index + 1)
-    for offset, (label, values, spec, color) in enumerate((
+    for offset, (label, values, spec, color) in enumerate(
+      (
         ("paper", [row["paper"][key] for row in drawn], "g", "0.6"),
-        ("run", [row.get(key) for row in drawn], ".2f", "C0"))):
-      bars = axes.barh(positions + (offset - 0.5) * height, [math.nan if value is None else value for value in values],
-                       height, label=label, color=color)
-      axes.bar_label(bars, labels=["" if value is None else format(value, spec) for value in values],
-                     padding=2, fontsize=7)
-    axes.set_yticks(positions, [f"{row['name']}\n{row['protocol']}" if row["protocol"] else row["name"]
-                                for row in drawn] if index == 0 else [])
+        ("run", [row.get(key) for row in drawn], ".2f", "C0"),
+      )
+    ):
+      bars = axes.barh(
+        positions + (offset - 0.5) * height,
+        [math.nan if value is None else value for value in values],
+        height,
+        label=label,
+        color=color,
+      )
+      axes.bar_label(
+        bars, labels=["" if value is None else format(value, spec) for value in values], padding=2, fontsize=7
+      )
+    axes.set_yticks(
+      positions,
+      [f"{row['name']}\n{row['protocol']}" if row["protocol"] else row["name"] for row in drawn] if index == 0 else [],
+    )
     axes.invert_yaxis()  # the first row on top, as in the table
     axes.set_xlabel(f"top-{key[-1]} error %")
     axes.margins(x=0.15)  # room for the value labels
@@ -293,8 +345,9 @@ def plot_curves(curves: list[tuple[str, dict]], path) -> bool:
       loss_axes.plot(*run_curves[results.TRAIN_LOSS], color=color, label=name)
     for variant in results.PARAMETER_SETS:
       if (tag := results.scalar_key(variant, "top1_error")) in run_curves:
-        error_axes.plot(*run_curves[tag], _LINE_STYLES[variant], color=color,
-                        marker=".", label=_variant_name(name, variant))
+        error_axes.plot(
+          *run_curves[tag], _LINE_STYLES[variant], color=color, marker=".", label=_variant_name(name, variant)
+        )
   for axes, title in ((loss_axes, "training loss"), (error_axes, "evaluation top-1 error % (center)")):
     axes.set_xlabel("step")
     axes.set_title(title)

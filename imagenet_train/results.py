@@ -37,6 +37,7 @@ def scalar_key(parameters: str, field: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Statistics:
   """What the papers report of one set of predictions, and the accuracy of each class (None: no image of it)."""
+
   top1_error: float
   top5_error: float
   log_loss: float
@@ -59,15 +60,19 @@ def statistics(probabilities: np.ndarray, labels: np.ndarray) -> Statistics:
   classes = p.shape[1]
   counts = np.bincount(y, minlength=classes)
   per_class = np.bincount(y, weights=correct, minlength=classes) / np.maximum(counts, 1)
-  return Statistics(top1_error=float(100.0 * (1 - correct.mean())),
-                    top5_error=float(100.0 * (1 - (rank < min(5, classes)).mean())),
-                    log_loss=float(-np.log(np.maximum(label_p, 1e-12)).mean()), num_examples=int(len(y)),
-                    per_class_accuracy=[float(a) if seen else None for a, seen in zip(per_class, counts > 0)])
+  return Statistics(
+    top1_error=float(100.0 * (1 - correct.mean())),
+    top5_error=float(100.0 * (1 - (rank < min(5, classes)).mean())),
+    log_loss=float(-np.log(np.maximum(label_p, 1e-12)).mean()),
+    num_examples=int(len(y)),
+    per_class_accuracy=[float(a) if seen else None for a, seen in zip(per_class, counts > 0)],
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class Member:
   """One run of an ensemble, scored on its own."""
+
   workdir: str
   model: str
   step: int
@@ -77,6 +82,7 @@ class Member:
 @dataclasses.dataclass(frozen=True)
 class Results:
   """One evaluation: a checkpoint's parameter sets (or an ensemble's average) under one protocol."""
+
   protocol: str  # a protocols.names() entry, or protocols.ENSEMBLE
   model: str  # "+"-joined member models for an ensemble
   step: int | None  # None for an ensemble
@@ -94,8 +100,11 @@ class Results:
     return f"eval_{self.protocol}_step_{self.step}.json"
 
   def scalars(self) -> dict[str, float]:
-    return {scalar_key(name, field): getattr(stats, field)
-            for name, stats in self.parameters.items() for field in SCALAR_FIELDS}
+    return {
+      scalar_key(name, field): getattr(stats, field)
+      for name, stats in self.parameters.items()
+      for field in SCALAR_FIELDS
+    }
 
 
 def write(directory: str, results: Results) -> epath.Path:
@@ -115,8 +124,10 @@ def read(path) -> Results:
     members = tuple(Member(**{**m, "statistics": Statistics(**m["statistics"])}) for m in fields.pop("members"))
     return Results(parameters=parameters, members=members, **fields)
   except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-    raise UserError(f"{path} is not an evaluation result of this version ({type(error).__name__}: {error}): delete "
-                    "it and run its evaluation again") from None
+    raise UserError(
+      f"{path} is not an evaluation result of this version ({type(error).__name__}: {error}): delete "
+      "it and run its evaluation again"
+    ) from None
 
 
 def latest(workdir) -> list[Results]:

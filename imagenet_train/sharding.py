@@ -23,8 +23,10 @@ def create_mesh(devices: Sequence[jax.Device] | None = None, model_parallelism: 
   """A (data, model) mesh over every device of every process, `model_parallelism` along `model`."""
   devices = jax.devices() if devices is None else devices
   if model_parallelism < 1 or len(devices) % model_parallelism:
-    raise UserError(f"--config.model_parallelism={model_parallelism} does not divide the {len(devices)} devices: "
-                    "use a divisor of the device count")
+    raise UserError(
+      f"--config.model_parallelism={model_parallelism} does not divide the {len(devices)} devices: "
+      "use a divisor of the device count"
+    )
   return Mesh(np.asarray(devices).reshape(-1, model_parallelism), (DATA_AXIS, MODEL_AXIS))
 
 
@@ -42,12 +44,18 @@ def state_sharding(mesh: Mesh, tx, state, param_specs):
   `param_specs` say, everything else (step counters, BatchNorm statistics) replicated."""
   named = jax.tree.map(lambda spec: NamedSharding(mesh, spec), param_specs)
   return state.replace(
-      step=replicated(mesh), nonfinite_step=replicated(mesh), params=named,
-      batch_stats=jax.tree.map(lambda _: replicated(mesh), state.batch_stats),
-      averages={name: {"params": named, "batch_stats": jax.tree.map(lambda _: replicated(mesh), average["batch_stats"])}
-                for name, average in state.averages.items()},
-      opt_state=optax.tree_map_params(tx, lambda _, sharding: sharding, state.opt_state, named,
-                                      transform_non_params=lambda _: replicated(mesh)))
+    step=replicated(mesh),
+    nonfinite_step=replicated(mesh),
+    params=named,
+    batch_stats=jax.tree.map(lambda _: replicated(mesh), state.batch_stats),
+    averages={
+      name: {"params": named, "batch_stats": jax.tree.map(lambda _: replicated(mesh), average["batch_stats"])}
+      for name, average in state.averages.items()
+    },
+    opt_state=optax.tree_map_params(
+      tx, lambda _, sharding: sharding, state.opt_state, named, transform_non_params=lambda _: replicated(mesh)
+    ),
+  )
 
 
 def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:

@@ -43,14 +43,18 @@ def compute_dtype(config) -> Any:
 
 
 def create_model(config, num_classes: int):
-  return models.create(config.model, num_classes=num_classes, dtype=compute_dtype(config),
-                       **config.model_options.to_dict())
+  return models.create(
+    config.model, num_classes=num_classes, dtype=compute_dtype(config), **config.model_options.to_dict()
+  )
 
 
 def init_variables(model, image_shape, seed: int):
   """The model's variables; parameters a model splits over the mesh come boxed with their specs."""
-  return model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)},
-                    jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  return model.init(
+    {"params": jax.random.key(seed), "dropout": jax.random.key(seed)},
+    jnp.zeros((1, *image_shape), jnp.float32),
+    train=False,
+  )
 
 
 def init_state(model, tx, image_shape, seed: int, averages: tuple[str, ...] = ()) -> TrainState:
@@ -61,17 +65,22 @@ def init_state(model, tx, image_shape, seed: int, averages: tuple[str, ...] = ()
 def state_from_variables(variables, tx, averages: tuple[str, ...] = ()) -> TrainState:
   """A step-0 state; each named average starts at the initial parameters."""
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
-  return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params),
-                    averages={name: {"params": params, "batch_stats": batch_stats} for name in averages},
-                    nonfinite_step=jnp.full([], -1, jnp.int32))
+  return TrainState(
+    step=jnp.zeros([], jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=tx.init(params),
+    averages={name: {"params": params, "batch_stats": batch_stats} for name in averages},
+    nonfinite_step=jnp.full([], -1, jnp.int32),
+  )
 
 
 def averages_kept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   a = config.averaging
   if not 0.0 <= a.ema_decay < 1.0:
-    raise UserError(f"--config.averaging.ema_decay={a.ema_decay} must lie in [0, 1): 0 keeps no average, "
-                    "0.9999 is the usual choice")
+    raise UserError(
+      f"--config.averaging.ema_decay={a.ema_decay} must lie in [0, 1): 0 keeps no average, 0.9999 is the usual choice"
+    )
   return (("ema",) if a.ema_decay else ()) + (("polyak",) if a.polyak else ())
 
 
@@ -112,6 +121,7 @@ def parameter_sets(state: TrainState) -> dict[str, TrainState]:
 @dataclasses.dataclass
 class Setup:
   """Everything a run derives from its config before the first step."""
+
   config: ml_collections.ConfigDict
   mesh: Any
   builder: Any
@@ -148,8 +158,9 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh) -> None:
   replicas = mesh.shape[sharding.DATA_AXIS]
   for name, size in (("batch_size", config.batch_size), ("eval_batch_size", config.eval_batch_size)):
     if size % replicas:
-      raise UserError(f"--config.{name}={size} is not divisible by the {replicas} data-parallel devices: "
-                      f"use a multiple of {replicas}")
+      raise UserError(
+        f"--config.{name}={size} is not divisible by the {replicas} data-parallel devices: use a multiple of {replicas}"
+      )
 
 
 def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=None) -> Setup:
@@ -157,10 +168,12 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
   # An evaluation-only dataset (imagenet_v2) has no training examples: one nominal step per epoch.
   steps_per_epoch = info.num_train_examples // config.batch_size if info.num_train_examples else 1
   if steps_per_epoch == 0:
-    raise UserError(f"--config.batch_size={config.batch_size} exceeds the {info.num_train_examples} "
-                    "training examples: lower it")
-  total_steps = config.num_train_steps if config.num_train_steps > 0 else epochs_to_steps(config.num_epochs,
-                                                                                          steps_per_epoch)
+    raise UserError(
+      f"--config.batch_size={config.batch_size} exceeds the {info.num_train_examples} training examples: lower it"
+    )
+  total_steps = (
+    config.num_train_steps if config.num_train_steps > 0 else epochs_to_steps(config.num_epochs, steps_per_epoch)
+  )
   model = create_model(config, info.num_classes)
   tx, schedule = optim.create_optimizer(config, steps_per_epoch, total_steps)
   try:
@@ -170,7 +183,9 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
   averages = averages_kept(config)
   abstract = jax.eval_shape(lambda v: state_from_variables(v, tx, averages), nn.meta.unbox(boxed))  # one trace
   state_sharding = sharding.state_sharding(mesh, tx, abstract, nn.get_partition_spec(boxed["params"]))
-  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                abstract, state_sharding)
-  return Setup(config, mesh, builder, info, model, tx, schedule, steps_per_epoch, total_steps, state_sharding,
-               abstract_state)
+  abstract_state = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+  )
+  return Setup(
+    config, mesh, builder, info, model, tx, schedule, steps_per_epoch, total_steps, state_sharding, abstract_state
+  )

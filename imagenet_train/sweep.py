@@ -83,15 +83,18 @@ def _merge(dicts, helper: str) -> dict:
 def load_sweep(path: str) -> list[dict]:
   """The runs that the sweep file at `path` lists with its `get_sweep()`."""
   if not os.path.isfile(path):
-    raise UserError(f"cannot find sweep file {path}: pass --sweep=FILE, a Python file that defines get_sweep() "
-                    f"(see sweeps/lr_batch.py)")
+    raise UserError(
+      f"cannot find sweep file {path}: pass --sweep=FILE, a Python file that defines get_sweep() "
+      f"(see sweeps/lr_batch.py)"
+    )
   name = f"sweep_{os.path.splitext(os.path.basename(path))[0]}"
   loader = importlib.machinery.SourceFileLoader(name, path)  # any file name, as config_flags reads configs
   module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
   loader.exec_module(module)
   if not callable(getattr(module, "get_sweep", None)):
-    raise UserError(f"sweep file {path} defines no get_sweep(): add one that returns the runs' overrides, "
-                    f"built with {_HELPERS}")
+    raise UserError(
+      f"sweep file {path} defines no get_sweep(): add one that returns the runs' overrides, built with {_HELPERS}"
+    )
   try:
     runs = module.get_sweep()
   except ValueError as error:  # the helpers' complaints about how the sweep is built
@@ -102,10 +105,12 @@ def load_sweep(path: str) -> list[dict]:
 
 def _check_runs(runs, path: str):
   """Holds `get_sweep()` to what load_sweep promises: a non-empty list of dicts keyed by field name."""
-  if not isinstance(runs, list) or not all(isinstance(run, dict) and all(isinstance(field, str) for field in run)
-                                           for run in runs):
-    raise UserError(f"get_sweep() in {path} must return a list of dicts from field names to values: "
-                    f"build its runs with {_HELPERS}")
+  if not isinstance(runs, list) or not all(
+    isinstance(run, dict) and all(isinstance(field, str) for field in run) for run in runs
+  ):
+    raise UserError(
+      f"get_sweep() in {path} must return a list of dicts from field names to values: build its runs with {_HELPERS}"
+    )
   if not runs:
     raise UserError(f"get_sweep() in {path} returned no runs: check that no axis is empty")
 
@@ -115,8 +120,9 @@ def check_overrides(config: ml_collections.ConfigDict, runs: list[dict]):
   cannot take, and for a run listed twice; called before any run starts."""
   for index, overrides in enumerate(runs):
     if overrides in runs[:index]:
-      raise UserError(f"the sweep lists the run {overrides} twice (runs {runs.index(overrides)} and {index}): "
-                      f"remove the repeat")
+      raise UserError(
+        f"the sweep lists the run {overrides} twice (runs {runs.index(overrides)} and {index}): remove the repeat"
+      )
     _apply(config, overrides)
 
 
@@ -129,8 +135,10 @@ def _apply(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections
       try:
         parent[key] = value
       except TypeError:
-        raise UserError(f"the sweep sets {field} to {value!r} ({type(value).__name__}), but the config's {field} "
-                        f"is a {parent.get_type(key).__name__}: give a value of that type") from None
+        raise UserError(
+          f"the sweep sets {field} to {value!r} ({type(value).__name__}), but the config's {field} "
+          f"is a {parent.get_type(key).__name__}: give a value of that type"
+        ) from None
   return config
 
 
@@ -140,8 +148,10 @@ def _parent(config: ml_collections.ConfigDict, field: str):
   node = config
   for name in path + [key]:
     if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      raise UserError(f"the sweep overrides {field}, which the config lacks: check its spelling against the config "
-                      f"file{_suggestion(config, field)}")
+      raise UserError(
+        f"the sweep overrides {field}, which the config lacks: check its spelling against the config "
+        f"file{_suggestion(config, field)}"
+      )
     parent, node = node, node[name]
   return parent, key
 
@@ -167,6 +177,7 @@ def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One run of a sweep (`sweep` names it): its overrides, the config they give, and the workdir it trains in."""
+
   name: str
   overrides: dict
   config: ml_collections.ConfigDict
@@ -191,7 +202,7 @@ def run_name(overrides: dict, sweep: list[dict] | None = None) -> str:
   labels = _labels([*overrides, *(field for run in sweep or [] for field in run)])
   name = _UNSAFE.sub("_", ",".join(f"{labels[field]}={format_value(value)}" for field, value in overrides.items()))
   if len(name) > MAX_NAME_LENGTH:
-    name = f"{name[:MAX_NAME_LENGTH - 9]}-{_digest(overrides)}"
+    name = f"{name[: MAX_NAME_LENGTH - 9]}-{_digest(overrides)}"
   return name
 
 
@@ -218,9 +229,16 @@ def expand(config: ml_collections.ConfigDict, runs: list[dict], root_workdir: st
   names = run_names(runs)
   assert len(set(names)) == len(names), names
   width = max(2, len(str(len(runs) - 1)))  # the workdirs sort in run order
-  return [Run(name=name, overrides=overrides, config=_apply(config, overrides), sweep=sweep_name,
-              workdir=os.path.join(root_workdir, sweep_name, f"{index:0{width}d}_{name}"))
-          for index, (name, overrides) in enumerate(zip(names, runs))]
+  return [
+    Run(
+      name=name,
+      overrides=overrides,
+      config=_apply(config, overrides),
+      sweep=sweep_name,
+      workdir=os.path.join(root_workdir, sweep_name, f"{index:0{width}d}_{name}"),
+    )
+    for index, (name, overrides) in enumerate(zip(names, runs))
+  ]
 
 
 def override_flags(overrides: dict) -> list[str]:

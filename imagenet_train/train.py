@@ -27,10 +27,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if jax.process_index() == 0:  # the recipe beside its results, for `report` and for the record
     (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
   if not setup.info.num_train_examples:
-    raise UserError(f"dataset {config.data.name!r} has no training split (--config.data.train_split is empty): "
-                    "use it with `evaluate`, or train on a dataset that has one")
-  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints,
-                                             enable_async=config.async_checkpoints)
+    raise UserError(
+      f"dataset {config.data.name!r} has no training split (--config.data.train_split is empty): "
+      "use it with `evaluate`, or train on a dataset that has one"
+    )
+  checkpointer = checkpoint_lib.Checkpointer(
+    workdir, keep=config.keep_checkpoints, enable_async=config.async_checkpoints
+  )
   writer = None
   try:
     state = checkpoint_lib.restore_or_init(setup, checkpointer)  # refuses another model's workdir first
@@ -62,23 +65,40 @@ class _Loop:
 
     setup, c = self.setup, self.config
     start_step = int(state.step)
-    logging.info("Model %s, %d parameters; %d steps of %d images (%.1f epochs), starting at step %d",
-                 c.model, sum(np.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params)),
-                 setup.total_steps, c.batch_size, setup.total_steps / setup.steps_per_epoch, start_step)
+    logging.info(
+      "Model %s, %d parameters; %d steps of %d images (%.1f epochs), starting at step %d",
+      c.model,
+      sum(np.prod(x.shape) for x in jax.tree.leaves(setup.abstract_state.params)),
+      setup.total_steps,
+      c.batch_size,
+      setup.total_steps / setup.steps_per_epoch,
+      start_step,
+    )
     step_fn = jit_train_step(setup)
     scorer = evaluate.Scorer(setup, protocols.CENTER)  # compiled at the first evaluation, reused after
     local_batches = pipeline.train_batches(
-        setup.builder, c.data, local_batch_size=sharding.local_batch_size(c.batch_size, setup.mesh), seed=c.seed,
-        start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count())
+      setup.builder,
+      c.data,
+      local_batch_size=sharding.local_batch_size(c.batch_size, setup.mesh),
+      seed=c.seed,
+      start_step=start_step,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
     batches = sharding.prefetch_to_mesh(local_batches, setup.mesh, c.data.device_prefetch)
     hooks = [periodic_actions.ReportProgress(num_train_steps=setup.total_steps, writer=self.writer)]
     if c.profile and jax.process_index() == 0:
-      hooks.append(periodic_actions.Profile(logdir=self.workdir, first_profile=c.profile_first_step,
-                                            num_profile_steps=c.profile_steps))
+      hooks.append(
+        periodic_actions.Profile(
+          logdir=self.workdir, first_profile=c.profile_first_step, num_profile_steps=c.profile_steps
+        )
+      )
     run_start = self.log_time = time.perf_counter()
     self.log_step = step = start_step
-    with distributed.Preemption() as preemption, distributed.peers_alive(lambda: self.last_good_checkpoint,
-                                                                          self.checkpointer.directory):
+    with (
+      distributed.Preemption() as preemption,
+      distributed.peers_alive(lambda: self.last_good_checkpoint, self.checkpointer.directory),
+    ):
       while step < setup.total_steps:
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           state, batch_metrics, learning_rate = step_fn(state, next(batches))
@@ -95,31 +115,45 @@ class _Loop:
         if preemption.reached(step):
           self._save(state, step, force=True)
           self.checkpointer.wait()
-          raise UserError(f"received SIGTERM: saved a checkpoint at step {step} in {self.checkpointer.directory}; "
-                          "run the same command to resume", exit_code=143)
+          raise UserError(
+            f"received SIGTERM: saved a checkpoint at step {step} in {self.checkpointer.directory}; "
+            "run the same command to resume",
+            exit_code=143,
+          )
     self._save(state, step, force=True)
     self.checkpointer.wait()
     wall = time.perf_counter() - run_start
     self.writer.flush()
-    return {**(self.evaluation.scalars() if self.evaluation else {}), "steps": step, "wall_time_s": wall,
-            "eval_time_s": self.eval_seconds,
-            "train_images_per_second": (step - start_step) * c.batch_size / max(wall - self.eval_seconds, 1e-9)}
+    return {
+      **(self.evaluation.scalars() if self.evaluation else {}),
+      "steps": step,
+      "wall_time_s": wall,
+      "eval_time_s": self.eval_seconds,
+      "train_images_per_second": (step - start_step) * c.batch_size / max(wall - self.eval_seconds, 1e-9),
+    }
 
   def _check_finite(self, state: state_lib.TrainState) -> None:
     bad = int(state.nonfinite_step)
     if bad >= 0:
       good = self.last_good_checkpoint
       where = f"step {good} in {self.checkpointer.directory}" if good is not None else "none was written"
-      raise UserError(f"the training loss became NaN or infinite at step {bad + 1}; stopped without saving. "
-                      f"The last good checkpoint is {where}: lower --config.learning_rate and resume", exit_code=1)
+      raise UserError(
+        f"the training loss became NaN or infinite at step {bad + 1}; stopped without saving. "
+        f"The last good checkpoint is {where}: lower --config.learning_rate and resume",
+        exit_code=1,
+      )
 
   def _log(self, state: state_lib.TrainState, step: int, learning_rate) -> None:
     self._check_finite(state)
     scalars = {f"{results.TRAIN}/{name}": float(value) for name, value in self.train_metrics.compute().items()}
     elapsed = time.perf_counter() - self.log_time
-    scalars.update({results.LEARNING_RATE: float(learning_rate),
-                    results.IMAGES_PER_SECOND: (step - self.log_step) * self.config.batch_size / elapsed,
-                    results.STEP_TIME_MS: 1000 * elapsed / (step - self.log_step)})
+    scalars.update(
+      {
+        results.LEARNING_RATE: float(learning_rate),
+        results.IMAGES_PER_SECOND: (step - self.log_step) * self.config.batch_size / elapsed,
+        results.STEP_TIME_MS: 1000 * elapsed / (step - self.log_step),
+      }
+    )
     self.writer.write_scalars(step, scalars)
     self.train_metrics, self.log_time, self.log_step = None, time.perf_counter(), step
 

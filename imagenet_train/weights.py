@@ -21,8 +21,14 @@ from imagenet_train import state as state_lib
 from imagenet_train.errors import UserError
 
 # Flax leaf name -> PyTorch parameter or buffer name. A PReLU's slope is nn.PReLU's `weight`.
-_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "slope": "weight", "bias": "bias",
-               "mean": "running_mean", "var": "running_var"}
+_TORCH_LEAF = {
+  "kernel": "weight",
+  "scale": "weight",
+  "slope": "weight",
+  "bias": "bias",
+  "mean": "running_mean",
+  "var": "running_var",
+}
 # Buffers PyTorch keeps that have no counterpart here.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
@@ -35,6 +41,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   if extension == ".safetensors":
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
+
     try:
       tensors = load_file(path)
     except (SafetensorError, ValueError, OSError) as error:
@@ -43,8 +50,9 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     tensors = _read_torch(path)
   else:
     raise UserError(f"weights file {path} is neither .safetensors nor .pth/.pt: convert it to one of those")
-  tensors = {key.removeprefix("module."): value for key, value in tensors.items()
-             if not key.endswith(_IGNORED_SUFFIXES)}
+  tensors = {
+    key.removeprefix("module."): value for key, value in tensors.items() if not key.endswith(_IGNORED_SUFFIXES)
+  }
   if not tensors:
     raise UserError(f"{path} holds no tensors: pass the file of a model's state_dict")
   return tensors
@@ -54,22 +62,29 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
   try:
     import torch
   except ImportError:
-    raise UserError(f"reading {path} needs PyTorch: `pip install torch`, or save the state_dict with "
-                    "safetensors.torch.save_file and pass the .safetensors file") from None
+    raise UserError(
+      f"reading {path} needs PyTorch: `pip install torch`, or save the state_dict with "
+      "safetensors.torch.save_file and pass the .safetensors file"
+    ) from None
   try:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as error:  # torch raises UnpicklingError, RuntimeError or others for bad files
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    raise UserError(f"cannot read {path} as a PyTorch state_dict ({first_line}): save model.state_dict() "
-                    "with torch.save, or convert it to .safetensors") from None
+    raise UserError(
+      f"cannot read {path} as a PyTorch state_dict ({first_line}): save model.state_dict() "
+      "with torch.save, or convert it to .safetensors"
+    ) from None
   # Training scripts (torchvision's references among them) wrap the state_dict with optimizer state.
   for wrapper in ("model", "state_dict", "model_state_dict"):
     if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
       loaded = loaded[wrapper]
   if not isinstance(loaded, dict):
     raise UserError(f"{path} holds a {type(loaded).__name__}, not a state_dict: save model.state_dict()")
-  return {key: value.detach().to(torch.float32).numpy() for key, value in loaded.items()
-          if torch.is_tensor(value) and value.is_floating_point()}
+  return {
+    key: value.detach().to(torch.float32).numpy()
+    for key, value in loaded.items()
+    if torch.is_tensor(value) and value.is_floating_point()
+  }
 
 
 def _entries(variables) -> list[tuple[str, tuple, object]]:
@@ -107,13 +122,15 @@ def _from_torch_layout(leaf_name: str, tensor: np.ndarray, shape: tuple) -> np.n
     # A fully connected layer held as a convolution over the (C, H, W)-flattened map it reads.
     height, width, channels, features = shape
     tensor = tensor.reshape(features, channels, height, width)
-  converted = np.transpose(tensor, (2, 3, 1, 0)) if leaf_name == "kernel" and tensor.ndim == 4 else (
-      tensor.T if leaf_name == "kernel" and tensor.ndim == 2 else tensor)
+  converted = (
+    np.transpose(tensor, (2, 3, 1, 0))
+    if leaf_name == "kernel" and tensor.ndim == 4
+    else (tensor.T if leaf_name == "kernel" and tensor.ndim == 2 else tensor)
+  )
   return converted if converted.shape == tuple(shape) else None
 
 
-def to_variables(tensors: dict[str, np.ndarray], variables, *, model: str, source: str,
-                 keep_init: str | None = None):
+def to_variables(tensors: dict[str, np.ndarray], variables, *, model: str, source: str, keep_init: str | None = None):
   """`variables` with every leaf replaced by its tensor from `tensors`.
 
   Leaves whose PyTorch key matches the regular expression `keep_init` keep their values from
@@ -129,16 +146,19 @@ def to_variables(tensors: dict[str, np.ndarray], variables, *, model: str, sourc
     if kept(key):
       continue
     if key not in expected:
-      raise UserError(f"{source} holds {key} {tuple(tensor.shape)}, which {model} does not have: is it a file "
-                      f"of another model? ({hint})")
+      raise UserError(
+        f"{source} holds {key} {tuple(tensor.shape)}, which {model} does not have: is it a file "
+        f"of another model? ({hint})"
+      )
     path, leaf = expected[key]
     if _from_torch_layout(path[-1], tensor, leaf.shape) is None:
-      raise UserError(f"tensor {key} is {tuple(tensor.shape)} in {source} but {model} needs "
-                      f"{_torch_shape(path[-1], leaf.shape)} (PyTorch layout): {hint}")
+      raise UserError(
+        f"tensor {key} is {tuple(tensor.shape)} in {source} but {model} needs "
+        f"{_torch_shape(path[-1], leaf.shape)} (PyTorch layout): {hint}"
+      )
   for key, path, leaf in entries:
     if key not in tensors and not kept(key):
-      raise UserError(f"{source} has no tensor {key} {_torch_shape(path[-1], leaf.shape)} that {model} needs: "
-                      f"{hint}")
+      raise UserError(f"{source} has no tensor {key} {_torch_shape(path[-1], leaf.shape)} that {model} needs: {hint}")
 
   def replace(path, leaf):
     names = tuple(entry.key for entry in path)
@@ -147,14 +167,19 @@ def to_variables(tensors: dict[str, np.ndarray], variables, *, model: str, sourc
       return leaf
     return _from_torch_layout(names[-1], tensors[key], leaf.shape).astype(leaf.dtype)
 
-  return {collection: jax.tree_util.tree_map_with_path(replace, variables[collection])
-          for collection in ("params", "batch_stats") if collection in variables}
+  return {
+    collection: jax.tree_util.tree_map_with_path(replace, variables[collection])
+    for collection in ("params", "batch_stats")
+    if collection in variables
+  }
 
 
 def to_state_dict(variables) -> dict[str, np.ndarray]:
   """Flax variables as a PyTorch-layout state_dict, the inverse of `to_variables`."""
-  return {key: np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(leaf, np.float32)))
-          for key, path, leaf in _entries(variables)}
+  return {
+    key: np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(leaf, np.float32)))
+    for key, path, leaf in _entries(variables)
+  }
 
 
 def import_weights(config, source: str, workdir: str, keep_init: str | None = None) -> int:
@@ -170,8 +195,13 @@ def import_weights(config, source: str, workdir: str, keep_init: str | None = No
     if checkpointer.latest_step() is not None:
       raise UserError(f"{checkpointer.directory} already holds checkpoints: pass an empty --out directory")
     state = jax.device_get(setup.initial_state())
-    variables = to_variables(tensors, {"params": state.params, "batch_stats": state.batch_stats},
-                             model=config.model, source=source, keep_init=keep_init)
+    variables = to_variables(
+      tensors,
+      {"params": state.params, "batch_stats": state.batch_stats},
+      model=config.model,
+      source=source,
+      keep_init=keep_init,
+    )
     state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats", {}))
     meta = {**checkpoint_lib.run_meta(setup, 0), "imported_from": os.path.abspath(source)}
     checkpointer.save(0, jax.device_put(state, setup.state_sharding), meta, force=True)

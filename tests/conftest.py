@@ -6,8 +6,9 @@ import os
 # compiling on the CPU; without LLVM's optimisations it compiles two to three times faster
 # (GoogLeNet's smoke initialisation: 12.6 s to 3.7 s), and the tests' tiny programs run about as fast.
 QUICK_COMPILE = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
-                                    QUICK_COMPILE])
+os.environ["XLA_FLAGS"] = " ".join(
+  [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8", QUICK_COMPILE]
+)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gzip
@@ -55,7 +56,7 @@ def _images_and_labels(count: int, offset: int, rng):
   labels = rng.integers(0, 10, count).astype(np.uint8)
   images = rng.integers(0, 60, (count, 28, 28)).astype(np.uint8)
   for image, label in zip(images, labels):
-    image[2 * label:2 * label + 6, 4:24] += 180  # a bar whose height encodes the class
+    image[2 * label : 2 * label + 6, 4:24] += 180  # a bar whose height encodes the class
   return images, labels
 
 
@@ -114,8 +115,9 @@ def fake_imagenet(tmp_path_factory):
 
   root = tmp_path_factory.mktemp("fake_imagenet")
   manual_dir, data_dir = str(root / "manual"), str(root / "tfds")
-  written = fake.write_tarballs(manual_dir, train_per_class=NUM_FAKE_TRAIN_PER_CLASS, num_val=NUM_FAKE_VAL,
-                                size=((40, 56), (40, 64)))
+  written = fake.write_tarballs(
+    manual_dir, train_per_class=NUM_FAKE_TRAIN_PER_CLASS, num_val=NUM_FAKE_VAL, size=((40, 56), (40, 64))
+  )
   prepare.prepare("imagenet2012", data_dir=data_dir, manual_dir=manual_dir)
   return manual_dir, data_dir, written
 
@@ -127,3 +129,23 @@ def imagenet_config(data_dir: str, pp_train: str, pp_eval: str = "decode|resize(
   data.data_dir = data_dir
   data.shuffle_buffer = 64
   return data
+
+
+def start_training(config, devices):
+  """What the loop builds before its first step, on `devices`: (setup, initial state, the jitted step, one
+  process's batches), for tests that run steps themselves."""
+  from imagenet_train import state as state_lib
+  from imagenet_train import step as step_lib
+  from imagenet_train.data import pipeline
+
+  setup = state_lib.prepare(config, devices)
+  batches = pipeline.train_batches(
+    setup.builder,
+    config.data,
+    local_batch_size=config.batch_size,
+    seed=config.seed,
+    start_step=0,
+    process_index=0,
+    process_count=1,
+  )
+  return setup, setup.initial_state(), step_lib.jit_train_step(setup), batches

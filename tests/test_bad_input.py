@@ -11,16 +11,25 @@ from conftest import REPO, xla_flags
 
 def run_cli(*args, devices: int = 1, timeout: int = 300):
   env = {**os.environ, "XLA_FLAGS": xla_flags(devices)}
-  result = subprocess.run([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+  result = subprocess.run(
+    [sys.executable, "-m", "imagenet_train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+  )
   lines = result.stderr.strip().splitlines()
   return result.returncode, lines[-1] if lines else "", result.stderr
 
 
 def train_args(config, workdir, *overrides):
-  return ("train", "--config=configs/default.py", f"--workdir={workdir}",
-          f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
-          "--config.batch_size=16", "--config.eval_batch_size=50", "--config.num_train_steps=2", *overrides)
+  return (
+    "train",
+    "--config=configs/default.py",
+    f"--workdir={workdir}",
+    f"--config.data.manual_dir={config.data.manual_dir}",
+    f"--config.data.data_dir={config.data.data_dir}",
+    "--config.batch_size=16",
+    "--config.eval_batch_size=50",
+    "--config.num_train_steps=2",
+    *overrides,
+  )
 
 
 def assert_user_error(returncode, last_line, stderr, *phrases, exit_code=2):
@@ -32,28 +41,35 @@ def assert_user_error(returncode, last_line, stderr, *phrases, exit_code=2):
 
 
 def test_unknown_model_names_the_closest(config, tmp_path):
-  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.model=resnet19")),
-                    "unknown model 'resnet19'", "resnet18")
+  assert_user_error(
+    *run_cli(*train_args(config, tmp_path, "--config.model=resnet19")), "unknown model 'resnet19'", "resnet18"
+  )
 
 
 def test_unknown_config_field(config, tmp_path):
-  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.learning_rat=0.1")),
-                    "no field", "learning_rat")
+  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.learning_rat=0.1")), "no field", "learning_rat")
 
 
 def test_missing_config_file(tmp_path):
-  assert_user_error(*run_cli("train", "--config=configs/no_such.py", f"--workdir={tmp_path}"),
-                    "configs/no_such.py")
+  assert_user_error(*run_cli("train", "--config=configs/no_such.py", f"--workdir={tmp_path}"), "configs/no_such.py")
 
 
 def test_batch_not_divisible_by_devices(config, tmp_path):
-  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.batch_size=12"), devices=8),
-                    "batch_size=12", "8 data-parallel devices", "multiple of 8")
+  assert_user_error(
+    *run_cli(*train_args(config, tmp_path, "--config.batch_size=12"), devices=8),
+    "batch_size=12",
+    "8 data-parallel devices",
+    "multiple of 8",
+  )
 
 
 def test_missing_dataset_files_say_how_to_install(config, tmp_path):
-  args = train_args(config, tmp_path / "work", f"--config.data.manual_dir={tmp_path / 'nothing'}",
-                    f"--config.data.data_dir={tmp_path / 'empty_tfds'}")
+  args = train_args(
+    config,
+    tmp_path / "work",
+    f"--config.data.manual_dir={tmp_path / 'nothing'}",
+    f"--config.data.data_dir={tmp_path / 'empty_tfds'}",
+  )
   assert_user_error(*run_cli(*args), "apt-get install dataset-fashion-mnist", "manual_dir")
 
 
@@ -67,20 +83,35 @@ def test_workdir_of_another_model_is_refused_and_kept(config, tmp_path):
   config.num_train_steps = 2
   train.train_and_evaluate(config, str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))
-  args = ["--config=configs/resnet18_fashion_mnist.py" if arg.startswith("--config=") else arg
-          for arg in train_args(config, tmp_path, "--config.model_options.width=4")]
+  args = [
+    "--config=configs/resnet18_fashion_mnist.py" if arg.startswith("--config=") else arg
+    for arg in train_args(config, tmp_path, "--config.model_options.width=4")
+  ]
   returncode, last_line, stderr = run_cli(*args)
   assert_user_error(returncode, last_line, stderr, "holds a checkpoint of lenet5", "resnet18", "--workdir")
   assert (sorted(os.listdir(tmp_path / "checkpoints")), sorted(os.listdir(tmp_path))) == before
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config, tmp_path):
-  returncode, last_line, stderr = run_cli(*train_args(config, tmp_path, "--config.learning_rate=1e30",
-                                                      "--config.num_train_steps=20",
-                                                      "--config.checkpoint_every_steps=1",
-                                                      "--config.log_every_steps=1000"))
-  assert_user_error(returncode, last_line, stderr, "NaN or infinite at step", "last good checkpoint is step",
-                    "--config.learning_rate", exit_code=1)
+  returncode, last_line, stderr = run_cli(
+    *train_args(
+      config,
+      tmp_path,
+      "--config.learning_rate=1e30",
+      "--config.num_train_steps=20",
+      "--config.checkpoint_every_steps=1",
+      "--config.log_every_steps=1000",
+    )
+  )
+  assert_user_error(
+    returncode,
+    last_line,
+    stderr,
+    "NaN or infinite at step",
+    "last good checkpoint is step",
+    "--config.learning_rate",
+    exit_code=1,
+  )
   bad_step = int(last_line.split("at step ")[1].split(";")[0])
   good_step = int(last_line.split("checkpoint is step ")[1].split()[0])
   assert good_step == bad_step - 1

@@ -74,10 +74,20 @@ def test_keeps_newest_checkpoints_and_the_best(config, tmp_path):
 
 def test_sigterm_saves_a_checkpoint_then_exits(config, tmp_path):
   workdir = tmp_path / "preempted"
-  args = [sys.executable, "-m", "imagenet_train", "train", "--config=configs/default.py", f"--workdir={workdir}",
-          f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
-          "--config.batch_size=16", "--config.num_train_steps=100000", "--config.checkpoint_every_steps=100000",
-          "--config.log_every_steps=5"]
+  args = [
+    sys.executable,
+    "-m",
+    "imagenet_train",
+    "train",
+    "--config=configs/default.py",
+    f"--workdir={workdir}",
+    f"--config.data.manual_dir={config.data.manual_dir}",
+    f"--config.data.data_dir={config.data.data_dir}",
+    "--config.batch_size=16",
+    "--config.num_train_steps=100000",
+    "--config.checkpoint_every_steps=100000",
+    "--config.log_every_steps=5",
+  ]
   env = {**os.environ, "XLA_FLAGS": xla_flags()}
   process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 120

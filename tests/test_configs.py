@@ -14,13 +14,10 @@ import numpy as np
 import pytest
 
 from imagenet_train import models, protocols, sharding
-from imagenet_train import state as state_lib
-from imagenet_train import step as step_lib
 from imagenet_train.config import arguments
-from imagenet_train.data import pipeline
 from imagenet_train.errors import UserError
 
-from conftest import REPO
+from conftest import REPO, start_training
 
 CONFIG_FILES = sorted(path.name for path in (REPO / "configs").glob("*.py"))
 
@@ -38,8 +35,23 @@ def _variants(module) -> tuple[str, ...]:
 
 def test_there_is_a_config_per_ilsvrc_entry():
   stems = {pathlib.Path(name).stem for name in CONFIG_FILES}
-  for entry in ("lenet5", "alexnet", "zfnet", "overfeat", "sppnet", "vgg", "googlenet", "bn_inception",
-                "inception_v3", "inception_v4", "prelu_net", "resnet", "resnext", "senet", "densenet"):
+  for entry in (
+    "lenet5",
+    "alexnet",
+    "zfnet",
+    "overfeat",
+    "sppnet",
+    "vgg",
+    "googlenet",
+    "bn_inception",
+    "inception_v3",
+    "inception_v4",
+    "prelu_net",
+    "resnet",
+    "resnext",
+    "senet",
+    "densenet",
+  ):
     assert entry in stems, f"configs/{entry}.py is missing"
 
 
@@ -73,11 +85,7 @@ def test_smoke_variant_trains_two_steps(name, fake_imagenet, fashion_mnist_dir, 
   else:
     assert config.data.name == "imagenet2012"
     config.data.manual_dir, config.data.data_dir = fake_imagenet[0], fake_imagenet[1]
-  setup = state_lib.prepare(config, jax.devices()[:1])
-  state = setup.initial_state()
-  step = step_lib.jit_train_step(setup)
-  batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
-                                   start_step=0, process_index=0, process_count=1)
+  setup, state, step, batches = start_training(config, jax.devices()[:1])
   before = jax.device_get(state.params)
   for _ in range(config.num_train_steps):
     state, metrics, learning_rate = step(state, sharding.to_global(next(batches), setup.mesh))
@@ -93,4 +101,7 @@ def test_a_bad_config_argument_is_one_line():
   with pytest.raises(UserError, match="is not a valid int"):
     arguments.parse_arg("depth=fifty", depth=18)
   assert arguments.parse_arg("101,smoke", depth=18, version="v1.5", smoke=False).to_dict() == {
-      "depth": 101, "version": "v1.5", "smoke": True}
+    "depth": 101,
+    "version": "v1.5",
+    "smoke": True,
+  }

@@ -40,19 +40,38 @@ def free_port() -> int:
 
 
 def smoke_args(config, workdir, steps=3):
-  return ["train", "--config=configs/default.py", f"--workdir={workdir}",
-          f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
-          "--config.data.host_sharding=global", "--config.batch_size=16", "--config.eval_batch_size=48",
-          f"--config.num_train_steps={steps}", "--config.async_checkpoints=False"]
+  return [
+    "train",
+    "--config=configs/default.py",
+    f"--workdir={workdir}",
+    f"--config.data.manual_dir={config.data.manual_dir}",
+    f"--config.data.data_dir={config.data.data_dir}",
+    "--config.data.host_sharding=global",
+    "--config.batch_size=16",
+    "--config.eval_batch_size=48",
+    f"--config.num_train_steps={steps}",
+    "--config.async_checkpoints=False",
+  ]
 
 
 def start(args, devices, process_id=None, port=None, processes=2):
   env = {**os.environ, "XLA_FLAGS": xla_flags(devices), "JAX_PLATFORMS": "cpu"}
   if process_id is not None:
-    args = [*args, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
-            f"--process_id={process_id}", "--heartbeat_timeout=10"]
-  return subprocess.Popen([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+      *args,
+      f"--coordinator_address=127.0.0.1:{port}",
+      f"--num_processes={processes}",
+      f"--process_id={process_id}",
+      "--heartbeat_timeout=10",
+    ]
+  return subprocess.Popen(
+    [sys.executable, "-m", "imagenet_train", *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def test_two_processes_of_four_devices_train_like_one_of_eight(config, tmp_path):
@@ -73,13 +92,14 @@ def test_two_processes_of_four_devices_train_like_one_of_eight(config, tmp_path)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # Process 0 alone writes the summary; both runs evaluate every test example once.
   summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")]
-  np.testing.assert_allclose(summaries[0]["eval/loss"], summaries[1]["eval/loss"], rtol=1e-5)
+  np.testing.assert_allclose(summaries[0]["eval/log_loss"], summaries[1]["eval/log_loss"], rtol=1e-5)
 
 
 def test_when_one_process_dies_the_other_stops_within_a_minute(config, tmp_path):
   port = free_port()
-  processes = [start(smoke_args(config, tmp_path / "w", steps=100_000), devices=4, process_id=i, port=port)
-               for i in range(2)]
+  processes = [
+    start(smoke_args(config, tmp_path / "w", steps=100_000), devices=4, process_id=i, port=port) for i in range(2)
+  ]
   checkpoints = tmp_path / "w" / "checkpoints"
   deadline = time.monotonic() + 300
   while not checkpoints.exists() or not any(checkpoints.iterdir()):  # both are training once step 0 is saved
@@ -97,9 +117,17 @@ def test_when_one_process_dies_the_other_stops_within_a_minute(config, tmp_path)
 def test_unreachable_coordinator_fails_in_bounded_time_naming_it(config, tmp_path):
   address = f"127.0.0.1:{free_port()}"  # nobody listens there
   started = time.monotonic()
-  assert_user_error(*run_cli(*smoke_args(config, tmp_path / "w"), f"--coordinator_address={address}",
-                             "--num_processes=2", "--process_id=1", "--coordinator_timeout=5", timeout=120),
-                    f"cannot reach the coordinator at {address} within 5 s")
+  assert_user_error(
+    *run_cli(
+      *smoke_args(config, tmp_path / "w"),
+      f"--coordinator_address={address}",
+      "--num_processes=2",
+      "--process_id=1",
+      "--coordinator_timeout=5",
+      timeout=120,
+    ),
+    f"cannot reach the coordinator at {address} within 5 s",
+  )
   assert time.monotonic() - started < 90
 
 
@@ -109,14 +137,29 @@ def write_sweep(path, body):
 
 
 def test_two_by_two_sweep_runs_four_distinct_runs_and_reports_them(config, tmp_path):
-  sweep_file = write_sweep(tmp_path / "grid.py", 'product(axis("learning_rate", [0.05, 0.1]), '
-                                                 'axis("optimizer.sgd.momentum", [0.8, 0.9]))\n')
-  args = ["sweep", "--config=configs/default.py", f"--sweep={sweep_file}", f"--workdir={tmp_path / 'sweeps'}",
-          f"--config.data.manual_dir={config.data.manual_dir}", f"--config.data.data_dir={config.data.data_dir}",
-          "--config.batch_size=16", "--config.eval_batch_size=50", "--config.num_train_steps=2",
-          "--config.async_checkpoints=False"]
-  result = subprocess.run([sys.executable, "-m", "imagenet_train", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "XLA_FLAGS": xla_flags(1)})
+  sweep_file = write_sweep(
+    tmp_path / "grid.py", 'product(axis("learning_rate", [0.05, 0.1]), axis("optimizer.sgd.momentum", [0.8, 0.9]))\n'
+  )
+  args = [
+    "sweep",
+    "--config=configs/default.py",
+    f"--sweep={sweep_file}",
+    f"--workdir={tmp_path / 'sweeps'}",
+    f"--config.data.manual_dir={config.data.manual_dir}",
+    f"--config.data.data_dir={config.data.data_dir}",
+    "--config.batch_size=16",
+    "--config.eval_batch_size=50",
+    "--config.num_train_steps=2",
+    "--config.async_checkpoints=False",
+  ]
+  result = subprocess.run(
+    [sys.executable, "-m", "imagenet_train", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env={**os.environ, "XLA_FLAGS": xla_flags(1)},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   runs = sorted((tmp_path / "sweeps" / "grid").iterdir())
   assert len(runs) == 4
@@ -131,11 +174,26 @@ def test_two_by_two_sweep_runs_four_distinct_runs_and_reports_them(config, tmp_p
 
 
 def test_sweep_dry_run_prints_one_launcher_command_per_run(config, tmp_path):
-  sweep_file = write_sweep(tmp_path / "lr.py", 'zipped(axis("learning_rate", [0.05, 0.1]), '
-                                               'axis("batch_size", [128, 256]))\n')
-  result = subprocess.run([sys.executable, "-m", "imagenet_train", "sweep", "--config=configs/default.py",
-                           f"--sweep={sweep_file}", f"--workdir={tmp_path}", "--dry_run", "--launcher=slurm"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  sweep_file = write_sweep(
+    tmp_path / "lr.py", 'zipped(axis("learning_rate", [0.05, 0.1]), axis("batch_size", [128, 256]))\n'
+  )
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "imagenet_train",
+      "sweep",
+      "--config=configs/default.py",
+      f"--sweep={sweep_file}",
+      f"--workdir={tmp_path}",
+      "--dry_run",
+      "--launcher=slurm",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 2
@@ -146,6 +204,8 @@ def test_sweep_dry_run_prints_one_launcher_command_per_run(config, tmp_path):
 
 def test_sweep_of_a_field_the_config_lacks_is_refused_before_any_run(tmp_path):
   sweep_file = write_sweep(tmp_path / "bad.py", 'product(axis("optimizer.momentun", [0.8, 0.9]))\n')
-  assert_user_error(*run_cli("sweep", "--config=configs/default.py", f"--sweep={sweep_file}",
-                             f"--workdir={tmp_path / 'w'}"), "optimizer.momentun")
+  assert_user_error(
+    *run_cli("sweep", "--config=configs/default.py", f"--sweep={sweep_file}", f"--workdir={tmp_path / 'w'}"),
+    "optimizer.momentun",
+  )
   assert not (tmp_path / "w").exists()

@@ -20,8 +20,9 @@ def test_eval_counts_each_example_once(config, eval_batch_size):
   assert len(scores.labels) == scores.probabilities.shape[0] == NUM_TEST
   # The masked mean equals the plain mean over the real examples, computed here without padding.
   labels = []
-  for host_batch in pipeline.eval_batches(setup.builder, config.data, local_batch_size=eval_batch_size,
-                                          process_index=0, process_count=1):
+  for host_batch in pipeline.eval_batches(
+    setup.builder, config.data, local_batch_size=eval_batch_size, process_index=0, process_count=1
+  ):
     labels.extend(host_batch["label"][host_batch["mask"]])
   assert len(labels) == NUM_TEST
 
@@ -31,10 +32,16 @@ def test_eval_hosts_together_see_every_example_once(config, process_count):
   setup = state_lib.prepare(config)
 
   def examples(process_index, count):
-    batches = list(pipeline.eval_batches(setup.builder, config.data, local_batch_size=16,
-                                         process_index=process_index, process_count=count))
-    seen = collections.Counter(image.tobytes() + bytes([label]) for batch in batches
-                               for image, label in zip(batch["image"][batch["mask"]], batch["label"][batch["mask"]]))
+    batches = list(
+      pipeline.eval_batches(
+        setup.builder, config.data, local_batch_size=16, process_index=process_index, process_count=count
+      )
+    )
+    seen = collections.Counter(
+      image.tobytes() + bytes([label])
+      for batch in batches
+      for image, label in zip(batch["image"][batch["mask"]], batch["label"][batch["mask"]])
+    )
     return len(batches), seen
 
   _, whole_split = examples(0, 1)
@@ -43,7 +50,8 @@ def test_eval_hosts_together_see_every_example_once(config, process_count):
   for process_index in range(process_count):
     num_batches, seen = examples(process_index, process_count)
     # Every host runs the same number of eval steps, or a multi-host eval would deadlock.
-    assert num_batches == pipeline.eval_batch_count(setup.builder, config.data, local_batch_size=16,
-                                                    process_count=process_count)
+    assert num_batches == pipeline.eval_batch_count(
+      setup.builder, config.data, local_batch_size=16, process_count=process_count
+    )
     together += seen
   assert together == whole_split

@@ -24,8 +24,9 @@ def _env(**extra):
 
 
 def _launch(script, *args, env=None, timeout=20):
-  return subprocess.run(["bash", f"launch/{script}", *args], cwd=REPO, env=env or _env(), capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run(
+    ["bash", f"launch/{script}", *args], cwd=REPO, env=env or _env(), capture_output=True, text=True, timeout=timeout
+  )
 
 
 def _dry_run(script, *args):
@@ -65,8 +66,9 @@ def test_local_dry_run_quotes_arguments_so_the_shell_gives_them_back():
   tricky = ["train", "--config.name=it's a test", "", "a;b", "--x=$HOME", "*"]
   (line,) = _dry_run("local.sh", "--dry-run", "--", *tricky)
   assert shlex.split(line)[3:] == tricky
-  printed = subprocess.run(["bash", "-c", f"set -- {line}; shift 3; printf '%s\\n' \"$@\""], capture_output=True,
-                           text=True, check=True).stdout
+  printed = subprocess.run(
+    ["bash", "-c", f"set -- {line}; shift 3; printf '%s\\n' \"$@\""], capture_output=True, text=True, check=True
+  ).stdout
   assert printed.split("\n")[:-1] == tricky
 
 
@@ -79,7 +81,7 @@ def test_multiprocess_dry_run():
     python = words.index(".venv/bin/python")
     assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in words[:python]
     assert "JAX_PLATFORMS=cpu" in words[:python]
-    assert words[python + 1:python + 3 + len(ARGS)] == ["-m", "imagenet_train", *ARGS]
+    assert words[python + 1 : python + 3 + len(ARGS)] == ["-m", "imagenet_train", *ARGS]
     assert _option(words, "--process_id") == str(process_id)
     assert _option(words, "--num_processes") == "2"
     addresses.add(_option(words, "--coordinator_address"))
@@ -102,17 +104,35 @@ def test_slurm_dry_run():
 
 
 def test_slurm_script_defaults():
-  directives = [line.split()[1] for line in (REPO / "launch/slurm.sbatch").read_text().splitlines()
-                if line.startswith("#SBATCH")]
-  for directive in ["--job-name=imagenet_train", "--nodes=1", "--ntasks-per-node=8", "--cpus-per-task=8",
-                    "--time=24:00:00", "--output=slurm-%j.out", "--signal=TERM@120", "--requeue"]:
+  directives = [
+    line.split()[1] for line in (REPO / "launch/slurm.sbatch").read_text().splitlines() if line.startswith("#SBATCH")
+  ]
+  for directive in [
+    "--job-name=imagenet_train",
+    "--nodes=1",
+    "--ntasks-per-node=8",
+    "--cpus-per-task=8",
+    "--time=24:00:00",
+    "--output=slurm-%j.out",
+    "--signal=TERM@120",
+    "--requeue",
+  ]:
     assert directive in directives
 
 
 def test_tpu_vm_dry_run():
   args = [*ARGS[:2], "--workdir=gs://b/w", ARGS[3]]
-  result = _launch("tpu_vm.sh", "--name=t", "--zone=us-central2-b", "--accelerator=v4-32", "--spot", "--delete",
-                   "--dry-run", "--", *args)
+  result = _launch(
+    "tpu_vm.sh",
+    "--name=t",
+    "--zone=us-central2-b",
+    "--accelerator=v4-32",
+    "--spot",
+    "--delete",
+    "--dry-run",
+    "--",
+    *args,
+  )
   assert result.returncode == 0, result.stderr
   assert "warning" not in result.stderr  # the workdir is on gs://
   lines = result.stdout.splitlines()
@@ -150,8 +170,15 @@ def test_tpu_vm_missing_name():
 @pytest.mark.parametrize("script", LAUNCHERS)
 def test_unknown_option_is_one_line_on_stderr(script):
   count = ["2"] if script == "multiprocess.sh" else []
-  result = _launch(script, *count, "--bogus-option", "--dry-run", "--", *ARGS,
-                   env=_env(SLURM_JOB_ID="1") if script == "slurm.sbatch" else None)
+  result = _launch(
+    script,
+    *count,
+    "--bogus-option",
+    "--dry-run",
+    "--",
+    *ARGS,
+    env=_env(SLURM_JOB_ID="1") if script == "slurm.sbatch" else None,
+  )
   assert result.returncode != 0 and result.stdout == ""
   assert len(result.stderr.splitlines()) == 1 and "--bogus-option" in result.stderr
 
@@ -177,8 +204,10 @@ def test_multiprocess_runs_and_reports_the_first_failure(tmp_path):
   for i in range(2):
     mine = [line for line in result.stdout.splitlines() if line.startswith(f"[process {i}] ")]
     assert len(mine) == 3, output
-    assert f"[process {i}] args: -m imagenet_train {' '.join(ARGS)} --coordinator_address=127.0.0.1:12355 " \
-           f"--num_processes=2 --process_id={i}" in mine
+    assert (
+      f"[process {i}] args: -m imagenet_train {' '.join(ARGS)} --coordinator_address=127.0.0.1:12355 "
+      f"--num_processes=2 --process_id={i}" in mine
+    )
     assert f"[process {i}] XLA_FLAGS=--xla_force_host_platform_device_count=4 JAX_PLATFORMS=cpu" in mine
     assert f"[process {i}] on stderr" in mine
   assert all(line.startswith("[process ") for line in result.stdout.splitlines())
@@ -219,11 +248,23 @@ def test_tpu_vm_spot_recreates_a_preempted_vm(tmp_path):
   for tool in bin_dir.iterdir():
     tool.chmod(0o755)
   env = _env(PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_DIR=str(tmp_path), RECHECK_S="0")
-  result = _launch("tpu_vm.sh", "--name=t", "--zone=z", "--accelerator=v4-8", "--spot", "--delete", "--",
-                   "train", "--workdir=gs://b/w", env=env)
+  result = _launch(
+    "tpu_vm.sh",
+    "--name=t",
+    "--zone=z",
+    "--accelerator=v4-8",
+    "--spot",
+    "--delete",
+    "--",
+    "train",
+    "--workdir=gs://b/w",
+    env=env,
+  )
   assert result.returncode == 0, result.stderr
-  verbs = [line.split()[4] if line.startswith("gcloud") else line.split()[1]
-           for line in (tmp_path / "log").read_text().splitlines()]
+  verbs = [
+    line.split()[4] if line.startswith("gcloud") else line.split()[1]
+    for line in (tmp_path / "log").read_text().splitlines()
+  ]
   one_pass = ["describe", "create", "archive", "scp", "ssh", "ssh"]
   assert verbs == ["status", *one_pass, "describe", "delete", *one_pass, "delete"]
   assert "preempted" in result.stderr

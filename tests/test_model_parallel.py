@@ -1,6 +1,5 @@
 """AlexNet's two towers on the mesh's model axis, as the paper split them over two GPUs."""
 
-
 import jax
 import numpy as np
 import pytest
@@ -35,16 +34,20 @@ def test_towers_live_on_separate_devices_and_train_like_the_replicated_network()
   split, config = _setup(model_parallelism=2, split_towers=True)
   assert dict(split.mesh.shape) == {"data": 4, "model": 2}
   rng = np.random.default_rng(0)
-  batch = {"image": rng.standard_normal((8, *SHAPE)).astype(np.float32),
-           "label": rng.integers(0, 10, 8).astype(np.int32)}
+  batch = {
+    "image": rng.standard_normal((8, *SHAPE)).astype(np.float32),
+    "label": rng.integers(0, 10, 8).astype(np.int32),
+  }
   state, loss = _one_step(split, config, batch)
   # Each device holds one tower of conv2: its 128 output maps, from its own 48 input maps.
   conv2 = state.params["conv2"]["kernel"]
   assert conv2.shape == (5, 5, 48, 256)
   assert {shard.data.shape for shard in conv2.addressable_shards} == {(5, 5, 48, 128)}
   first_tower_devices = set(split.mesh.devices[:, 0])
-  assert all((shard.index[3].start or 0) == (0 if shard.device in first_tower_devices else 128)
-             for shard in conv2.addressable_shards)
+  assert all(
+    (shard.index[3].start or 0) == (0 if shard.device in first_tower_devices else 128)
+    for shard in conv2.addressable_shards
+  )
   # The hidden FC layers are split too; the classifier stays whole on every device.
   assert {s.data.shape for s in state.params["fc6"]["kernel"].addressable_shards} == {(9216, 2048)}
   assert {s.data.shape for s in state.params["fc8"]["kernel"].addressable_shards} == {(4096, 10)}
@@ -56,8 +59,9 @@ def test_towers_live_on_separate_devices_and_train_like_the_replicated_network()
   reference, reference_loss = _one_step(replicated, config, batch)
   assert {s.data.shape for s in reference.params["conv2"]["kernel"].addressable_shards} == {(5, 5, 48, 256)}
   np.testing.assert_allclose(loss, reference_loss, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(jax.device_get(reference.params)),
-                  strict=True):
+  for a, b in zip(
+    jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(jax.device_get(reference.params)), strict=True
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 

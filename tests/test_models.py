@@ -23,14 +23,29 @@ from imagenet_train.errors import UserError
 from imagenet_train.models import layers
 
 # Millions of parameters as the papers round them (without auxiliary heads where marked).
-PAPER_ROUNDED = {"zfnet": (62.4, None), "googlenet": (7.0, ("googlenet", {"aux_heads": False})),
-                 "bn_inception": (11.3, None), "overfeat_fast": (145.9, None), "overfeat_accurate": (144.7, None)}
+PAPER_ROUNDED = {
+  "zfnet": (62.4, None),
+  "googlenet": (7.0, ("googlenet", {"aux_heads": False})),
+  "bn_inception": (11.3, None),
+  "overfeat_fast": (145.9, None),
+  "overfeat_accurate": (144.7, None),
+}
 
 # The suite compiles a train step for one model of each kind of layer; compiling all 45 on a
 # 2-core CPU would take most of an hour. The others are traced (every shape, the loss, the
 # update) here, and compiled and run by `make test-slow` (the `slow` marker).
-COMPILED = {"lenet5", "alexnet", "alexnet_torchvision", "zfnet", "sppnet", "vgg_c_bn", "resnet18", "se_resnet50",
-            "densenet121", "googlenet"}
+COMPILED = {
+  "lenet5",
+  "alexnet",
+  "alexnet_torchvision",
+  "zfnet",
+  "sppnet",
+  "vgg_c_bn",
+  "resnet18",
+  "se_resnet50",
+  "densenet121",
+  "googlenet",
+}
 # Models whose eval-mode forward pass is also compiled and run twice (dropout, BatchNorm, LRN,
 # auxiliary heads, spatial pyramid pooling between them).
 EVAL_CHECKED = {"alexnet", "vgg_c_bn", "resnet18", "googlenet", "sppnet"}
@@ -42,12 +57,14 @@ def check_expected_figures(name: str) -> None:
   the parameters, left out of the multiply-adds), and a small input for its train step."""
   expected = models.expected(name)
   missing = [figure for figure in ("params", "multiply_adds", "small") if getattr(expected, figure) is None]
-  assert not missing, (f"model {name!r} is registered without its expected {', '.join(missing)}: give them to its "
-                       "register(...) call")
+  assert not missing, (
+    f"model {name!r} is registered without its expected {', '.join(missing)}: give them to its register(...) call"
+  )
   [(_, params, multiply_adds, _)] = models.summaries([name])
   assert params == expected.params, f"model {name!r} has {params:,} parameters, registered {expected.params:,}"
   assert abs(multiply_adds / 1e9 - expected.multiply_adds) <= 0.01 * expected.multiply_adds, (
-      f"model {name!r} counts {multiply_adds / 1e9:.4g} G multiply-adds, registered {expected.multiply_adds:.4g} G")
+    f"model {name!r} counts {multiply_adds / 1e9:.4g} G multiply-adds, registered {expected.multiply_adds:.4g} G"
+  )
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -57,8 +74,11 @@ def test_registered_model_has_its_expected_figures(name):
 
 def test_paper_rounded_parameter_counts():
   for name, (millions, variant) in PAPER_ROUNDED.items():
-    count = models.expected(name).params if variant is None else models.parameter_count(
-        models.abstract_variables(variant[0], **variant[1])[1])
+    count = (
+      models.expected(name).params
+      if variant is None
+      else models.parameter_count(models.abstract_variables(variant[0], **variant[1])[1])
+    )
     assert round(count / 1e6, 1) == millions, (name, count)
 
 
@@ -71,8 +91,10 @@ def _train_step(name, compile_and_run):
   mesh = sharding.create_mesh(jax.devices()[:1])
   setup = state_lib.build(config, mesh, DatasetInfo(10, shape, num_train_examples=40, num_eval_examples=4))
   rng = np.random.default_rng(0)
-  batch = {"image": rng.standard_normal((4, *shape)).astype(np.float32),
-           "label": rng.integers(0, 10, 4).astype(np.int32)}
+  batch = {
+    "image": rng.standard_normal((4, *shape)).astype(np.float32),
+    "label": rng.integers(0, 10, 4).astype(np.int32),
+  }
   step = step_lib.jit_train_step(setup)
   if not compile_and_run:
     new_state, metrics, _ = jax.eval_shape(step, setup.abstract_state, batch)
@@ -108,6 +130,7 @@ def test_model_trains_a_step_compiled(name):
 
 class _WithAuxiliaryHead(layers.AuxiliaryClassifiers, nn.Module):
   """GoogLeNet-style: an auxiliary classifier beside the main one, declared as the interface asks."""
+
   num_classes: int = 3
   aux_heads: bool = True
   aux_loss_weight: float = 0.3
@@ -156,19 +179,23 @@ def test_train_forward_returns_weighted_auxiliary_logits_and_batch_stats():
 
 def test_auxiliary_heads_add_their_weighted_loss():
   """Auxiliary heads report their logits; the step adds weight x their loss, metrics stay the main head's."""
-  batch = {"image": np.random.default_rng(0).standard_normal((4, 2, 2, 1)).astype(np.float32),
-           "label": np.array([0, 1, 2, 0], np.int32)}
+  batch = {
+    "image": np.random.default_rng(0).standard_normal((4, 2, 2, 1)).astype(np.float32),
+    "label": np.array([0, 1, 2, 0], np.int32),
+  }
   changed = {}
   for weight in (0.0, 0.3):
     model = _WithAuxiliaryHead(aux_loss_weight=weight)
     tx = optax.sgd(0.1)
     state = state_lib.init_state(model, tx, (2, 2, 1), seed=0)
-    options = step_lib.StepOptions(model=model, tx=tx, schedule=lambda _: 0.1, num_classes=3, label_smoothing=0.0,
-                                   dtype=jnp.float32, seed=0)
+    options = step_lib.StepOptions(
+      model=model, tx=tx, schedule=lambda _: 0.1, num_classes=3, label_smoothing=0.0, dtype=jnp.float32, seed=0
+    )
     new_state, metrics, _ = step_lib.train_step(state, batch, options)
     changed[weight] = not np.allclose(new_state.params["aux"]["kernel"], state.params["aux"]["kernel"])
     main_loss = optax.softmax_cross_entropy_with_integer_labels(
-        model.apply({"params": state.params}, batch["image"], train=False), batch["label"]).mean()
+      model.apply({"params": state.params}, batch["image"], train=False), batch["label"]
+    ).mean()
     np.testing.assert_allclose(metrics.compute()["loss"], main_loss, rtol=1e-6)
   assert changed == {0.0: False, 0.3: True}
 
@@ -201,8 +228,8 @@ def test_local_response_norm_matches_the_papers_formula():
   a = np.random.default_rng(0).standard_normal((1, 2, 2, 8)).astype(np.float32)
   expected = np.empty_like(a)
   for c in range(8):
-    window = a[..., max(0, c - 2):min(8, c + 3)]
-    expected[..., c] = a[..., c] / (2.0 + 1e-4 * np.sum(window**2, axis=-1))**0.75
+    window = a[..., max(0, c - 2) : min(8, c + 3)]
+    expected[..., c] = a[..., c] / (2.0 + 1e-4 * np.sum(window**2, axis=-1)) ** 0.75
   np.testing.assert_allclose(local_response_norm(jnp.asarray(a)), expected, rtol=1e-6)
   # Two towers: a window never crosses from one group's channels into the other's.
   grouped = local_response_norm(jnp.asarray(a), groups=2)
@@ -221,16 +248,15 @@ def test_resnet_shortcut_options_and_prelu():
   projections = sum(c_in * c_out + 2 * c_out for c_in, c_out in ((64, 128), (128, 256), (256, 512)))
   assert _count("resnet18", shortcut="A") == resnet18 - projections
   # Option C adds one to each of the other five blocks, whose width does not change.
-  assert _count("resnet18", shortcut="C") == resnet18 + sum(
-      c * c + 2 * c for c in (64, 64, 128, 256, 512))
+  assert _count("resnet18", shortcut="C") == resnet18 + sum(c * c + 2 * c for c in (64, 64, 128, 256, 512))
   # v1 and v1.5 differ in where they stride, not in their parameters.
   assert _count("resnet50", stride_on="1x1") == models.expected("resnet50").params
   # Channel-wise PReLU: one slope per channel at every activation: the stem's, and in each of
   # the two blocks per stage the one inside the branch and the one after the addition.
-  assert _count("resnet18", activation="prelu") == resnet18 + 64 + sum(
-      2 * 2 * c for c in (64, 128, 256, 512))
-  model = models.create("resnet18", num_classes=10, dtype=jnp.float32, shortcut="A", activation="prelu",
-                        stem="small", width=4)
+  assert _count("resnet18", activation="prelu") == resnet18 + 64 + sum(2 * 2 * c for c in (64, 128, 256, 512))
+  model = models.create(
+    "resnet18", num_classes=10, dtype=jnp.float32, shortcut="A", activation="prelu", stem="small", width=4
+  )
   x = jnp.ones((2, 32, 32, 3))
   variables = model.init(jax.random.key(0), x, train=False)
   assert model.apply(variables, x, train=False).shape == (2, 10)
@@ -239,6 +265,7 @@ def test_resnet_shortcut_options_and_prelu():
 class _Throwaway(nn.Module):
   """A model registered only inside a test: 3x3x3x4 + 4 convolution and 4x10 + 10 classifier
   parameters; 8 * 8 * 4 * 27 + 4 * 10 multiply-adds at its 8x8 native input."""
+
   num_classes: int
   dtype: Any = jnp.float32
   features: int = 4
@@ -263,22 +290,31 @@ def scratch_registry(monkeypatch):
 
 def test_a_model_registered_in_its_own_file_is_checked_and_listed_with_no_other_edit(scratch_registry):
   before = models.names()
-  figures = dict(params=3 * 3 * 3 * 4 + 4 + 4 * 10 + 10, multiply_adds=(8 * 8 * 4 * 27 + 4 * 10) * 1e-9,
-                 small=((8, 8, 3), {"features": 2}))
+  figures = dict(
+    params=3 * 3 * 3 * 4 + 4 + 4 * 10 + 10,
+    multiply_adds=(8 * 8 * 4 * 27 + 4 * 10) * 1e-9,
+    small=((8, 8, 3), {"features": 2}),
+  )
   models.register("throwaway_for_tests", native_input=(8, 8, 3), native_classes=10, **figures)(_Throwaway)
   assert models.names() == sorted(before + ["throwaway_for_tests"])
   check_expected_figures("throwaway_for_tests")
   assert models.options("throwaway_for_tests") == {"features": 4}
-  # The CLI's `models` command prints models.summaries().
-  assert ("throwaway_for_tests", figures["params"], 8 * 8 * 4 * 27 + 4 * 10, (8, 8, 3)) in models.summaries()
+  # The CLI's `models` command prints models.summaries(), which walks models.names() (checked above) when no
+  # model is selected; here only the new one is summarised, sparing every other model's trace.
+  assert models.summaries(["throwaway_for_tests"]) == [
+    ("throwaway_for_tests", figures["params"], 8 * 8 * 4 * 27 + 4 * 10, (8, 8, 3))
+  ]
   # Registered without its figures, it fails the registry-walking check by name.
   models.register("throwaway_without_figures_for_tests", native_input=(8, 8, 3))(_Throwaway)
-  with pytest.raises(AssertionError, match="'throwaway_without_figures_for_tests' is registered without its "
-                                           "expected params, multiply_adds, small"):
+  with pytest.raises(
+    AssertionError,
+    match="'throwaway_without_figures_for_tests' is registered without its expected params, multiply_adds, small",
+  ):
     check_expected_figures("throwaway_without_figures_for_tests")
   # Wrong figures fail too.
-  models.register("throwaway_miscounted_for_tests", native_input=(8, 8, 3), native_classes=10,
-                  **{**figures, "params": 1})(_Throwaway)
+  models.register(
+    "throwaway_miscounted_for_tests", native_input=(8, 8, 3), native_classes=10, **{**figures, "params": 1}
+  )(_Throwaway)
   with pytest.raises(AssertionError, match="'throwaway_miscounted_for_tests' has 162 parameters, registered 1"):
     check_expected_figures("throwaway_miscounted_for_tests")
 
@@ -288,8 +324,11 @@ def test_the_registry_is_the_projects_after_a_scratch_registration():
 
 
 def test_options_are_the_modules_fields_and_are_checked(scratch_registry):
-  with pytest.raises(UserError, match=r"unknown option 'widht' for model 'resnet18': its options are stride_on, "
-                                      r"shortcut, activation, stem, width, .*; check config.model_options"):
+  with pytest.raises(
+    UserError,
+    match=r"unknown option 'widht' for model 'resnet18': its options are stride_on, "
+    r"shortcut, activation, stem, width, .*; check config.model_options",
+  ):
     models.create("resnet18", num_classes=10, dtype=jnp.float32, widht=4)
   # Architecture the registration fixes is no option.
   with pytest.raises(UserError, match="unknown option 'stage_sizes'"):

@@ -21,10 +21,10 @@ def coords(height=48, width=64):
 def quadrants(height=48, width=64):
   """Four flat colours, one per quadrant."""
   image = np.zeros((height, width, 3), np.uint8)
-  image[:height // 2, :width // 2] = (200, 30, 30)
-  image[:height // 2, width // 2:] = (30, 200, 30)
-  image[height // 2:, :width // 2] = (30, 30, 200)
-  image[height // 2:, width // 2:] = (220, 220, 40)
+  image[: height // 2, : width // 2] = (200, 30, 30)
+  image[: height // 2, width // 2 :] = (30, 200, 30)
+  image[height // 2 :, : width // 2] = (30, 30, 200)
+  image[height // 2 :, width // 2 :] = (220, 220, 40)
   return image
 
 
@@ -90,7 +90,7 @@ def test_random_crop_takes_a_window_of_the_source():
   for view in views:
     top, left, height, width = window(view)
     assert (height, width) == (20, 20)
-    np.testing.assert_array_equal(view, image[top:top + 20, left:left + 20])
+    np.testing.assert_array_equal(view, image[top : top + 20, left : left + 20])
   assert len({window(view) for view in views}) > 10
 
 
@@ -118,7 +118,7 @@ def test_inception_crop_windows_have_area_and_aspect_in_range():
     assert view.shape == (64, 64, 3) and view.dtype == np.uint8
     assert 0.2 - 0.01 <= height * width / (48 * 64) <= 0.8 + 0.01
     assert 0.75 - 0.05 <= width / height <= 4 / 3 + 0.05
-    np.testing.assert_array_equal(view, image_of("resize(64)", image[top:top + height, left:left + width]))
+    np.testing.assert_array_equal(view, image_of("resize(64)", image[top : top + height, left : left + width]))
 
 
 def test_inception_crop_fused_jpeg_png_fallback_and_decoded_agree():
@@ -139,14 +139,16 @@ def test_decode_and_center_crop_takes_the_central_square(height, width, top, lef
   out = image_of("decode_and_center_crop(64)", png(image))
   assert out.shape == (64, 64, 3) and out.dtype == np.uint8
   assert window(out) == (top, left, side, side)
-  np.testing.assert_array_equal(out, image_of("resize(64)", image[top:top + side, left:left + side]))
+  np.testing.assert_array_equal(out, image_of("resize(64)", image[top : top + side, left : left + side]))
   decoded = image_of("decode", jpeg(image))
   from_jpeg = image_of("decode_and_center_crop(64)", jpeg(image))
-  expected = image_of("resize(64)", decoded[top:top + side, left:left + side])
+  expected = image_of("resize(64)", decoded[top : top + side, left : left + side])
   assert np.abs(from_jpeg.astype(int) - expected).max() <= 1
 
 
-@pytest.mark.parametrize("spec, shape, expected", [
+@pytest.mark.parametrize(
+  "spec, shape, expected",
+  [
     ("resize_small(24)", (48, 64), (24, 32)),
     ("resize_small(24)", (64, 48), (32, 24)),
     ("resize_small(24)", (48, 70), (24, 35)),
@@ -154,7 +156,8 @@ def test_decode_and_center_crop_takes_the_central_square(height, width, top, lef
     ("resize_small(24, multiple=8)", (70, 48), (32, 24)),
     ("resize_small(20, multiple=16)", (40, 40), (20, 20)),  # never below the shorter side
     ("resize_small(96)", (48, 64), (96, 128)),
-])
+  ],
+)
 def test_resize_small_sets_the_shorter_side_and_keeps_the_aspect(spec, shape, expected):
   out = image_of(spec, quadrants(*shape))
   assert out.shape == expected + (3,) and out.dtype == np.uint8
@@ -236,8 +239,10 @@ def test_color_jitter_without_distortions_is_the_identity():
 
 
 def test_subtract_mean_single_and_multi_view():
-  np.testing.assert_allclose(image_of("subtract_mean((100, 50, 10))", np.full((2, 4, 5, 3), 110, np.uint8)),
-                             np.broadcast_to([10, 60, 100], (2, 4, 5, 3)))
+  np.testing.assert_allclose(
+    image_of("subtract_mean((100, 50, 10))", np.full((2, 4, 5, 3), 110, np.uint8)),
+    np.broadcast_to([10, 60, 100], (2, 4, 5, 3)),
+  )
   np.testing.assert_allclose(image_of("subtract_mean(100)", np.full((4, 5, 3), 90, np.uint8)), -10)
 
 
@@ -277,7 +282,7 @@ def test_ten_crop_takes_center_corners_and_their_mirrors():
   out = image_of("ten_crop(20)", image)
   assert out.shape == (10, 20, 20, 3)
   for view, (top, left) in zip(out, [(14, 22), (0, 0), (0, 44), (28, 0), (28, 44)]):
-    np.testing.assert_array_equal(view, image[top:top + 20, left:left + 20])
+    np.testing.assert_array_equal(view, image[top : top + 20, left : left + 20])
   np.testing.assert_array_equal(out[5:], out[:5, :, ::-1])
   assert len({view.tobytes() for view in out}) == 10
 
@@ -288,7 +293,7 @@ def test_grid_crops_offsets_are_rounded_linspace_row_major():
   assert out.shape == (50, 22, 22, 3)
   rows, cols = [0, 6, 13, 20, 26], [0, 10, 21, 32, 42]  # linspace(0, 26, 5) and (0, 42, 5), half to even
   for view, (top, left) in zip(out, [(top, left) for top in rows for left in cols]):
-    np.testing.assert_array_equal(view, image[top:top + 22, left:left + 22])
+    np.testing.assert_array_equal(view, image[top : top + 22, left : left + 22])
   np.testing.assert_array_equal(out[25:], out[:25, :, ::-1])
   assert image_of("grid_crops(20, grid=3, flips=False)", image).shape == (9, 20, 20, 3)
 
@@ -311,15 +316,17 @@ def test_googlenet_crops_take_three_squares_along_the_longer_side(height, width)
   # At scale 40 the image keeps its size: the squares start at 0, 10 and 20 along the longer side.
   for index, offset in enumerate((0, 10, 20)):
     top, left = (0, offset) if width > height else (offset, 0)
-    square = image[top:top + 40, left:left + 40]
-    views = out[6 * index:6 * index + 6]
+    square = image[top : top + 40, left : left + 40]
+    views = out[6 * index : 6 * index + 6]
     for view, (y, x) in zip(views, [(4, 4), (0, 0), (0, 8), (8, 0), (8, 8)]):
-      np.testing.assert_array_equal(view, square[y:y + 32, x:x + 32])
+      np.testing.assert_array_equal(view, square[y : y + 32, x : x + 32])
     np.testing.assert_array_equal(views[5], image_of("resize(32)", square))
   assert image_of("googlenet_crops", quadrants()).shape == (144, 224, 224, 3)
 
 
-@pytest.mark.parametrize("spec, encode", [
+@pytest.mark.parametrize(
+  "spec, encode",
+  [
     ("random_crop(20)", np.asarray),
     ("flip_lr", np.asarray),
     ("decode_and_inception_crop(24)", jpeg),
@@ -328,7 +335,8 @@ def test_googlenet_crops_take_three_squares_along_the_longer_side(height, width)
     ("random_resize_small(20, 40)", np.asarray),
     ("pca_lighting", np.asarray),
     ("color_jitter(0.4, 0.4, 0.4, 0.1)", np.asarray),
-])
+  ],
+)
 def test_random_ops_repeat_for_a_seed_and_vary_across_seeds(spec, encode):
   source = encode(coords())
   first = image_of(spec, source, tf.constant([5, 6], tf.int64))
@@ -340,14 +348,24 @@ def test_random_ops_repeat_for_a_seed_and_vary_across_seeds(spec, encode):
 def test_parse_rejects_a_crop_larger_than_a_known_size():
   with pytest.raises(UserError) as error:
     ops.parse("decode|resize_small(256)|flip_lr|center_crop(320)")
-  assert str(error.value) == ("center_crop(320) is larger than the 256-pixel shorter side that resize_small(256) "
-                              "leaves: crop at most 256, or resize to at least 320")
-  for spec in ["random_resize_small(200, 300)|random_crop(224)", "decode_and_inception_crop(224)|ten_crop(256)",
-               "resize(64)|grid_crops(80)", "decode_and_center_crop(32)|normalize|center_crop(40)"]:
+  assert str(error.value) == (
+    "center_crop(320) is larger than the 256-pixel shorter side that resize_small(256) "
+    "leaves: crop at most 256, or resize to at least 320"
+  )
+  for spec in [
+    "random_resize_small(200, 300)|random_crop(224)",
+    "decode_and_inception_crop(224)|ten_crop(256)",
+    "resize(64)|grid_crops(80)",
+    "decode_and_center_crop(32)|normalize|center_crop(40)",
+  ]:
     with pytest.raises(UserError, match="is larger than"):
       ops.parse(spec)
-  for spec in ["random_resize_small(256, 480)|random_crop(224)", "resize(32)|random_crop(36, pad=4)",
-               "decode|center_crop(320)", "resize_small(256)|decode|ten_crop(320)"]:
+  for spec in [
+    "random_resize_small(256, 480)|random_crop(224)",
+    "resize(32)|random_crop(36, pad=4)",
+    "decode|center_crop(320)",
+    "resize_small(256)|decode|ten_crop(320)",
+  ]:
     ops.parse(spec)
 
 
@@ -359,8 +377,16 @@ def test_crops_of_an_image_too_small_fail_at_run_time(spec):
     images_over_seeds(f"decode|{spec}", png(coords()), 1)
 
 
-@pytest.mark.parametrize("spec", ["vgg_multi_crop(224, scales=(200, 256))", "googlenet_crops(64, scales=(32,))",
-                                  "color_jitter(hue=0.6)", "color_jitter(brightness=-1)", "random_resize_small(9, 8)"])
+@pytest.mark.parametrize(
+  "spec",
+  [
+    "vgg_multi_crop(224, scales=(200, 256))",
+    "googlenet_crops(64, scales=(32,))",
+    "color_jitter(hue=0.6)",
+    "color_jitter(brightness=-1)",
+    "random_resize_small(9, 8)",
+  ],
+)
 def test_bad_op_arguments_are_user_errors(spec):
   with pytest.raises(UserError):
     ops.parse(spec)

@@ -21,8 +21,9 @@ def schedule_config(**schedule):
 def test_steps_schedule_divides_at_the_given_epochs():
   config = schedule_config(name="steps", boundaries_epochs=(2, 3), decay_factor=0.1)
   lr = optim.learning_rate_schedule(config, steps_per_epoch=10, total_steps=40)
-  np.testing.assert_allclose([lr(0), lr(19), lr(20), lr(29), lr(30), lr(39)], [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [lr(0), lr(19), lr(20), lr(29), lr(30), lr(39)], [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3], rtol=1e-6
+  )
 
 
 def test_exponential_schedule_is_googlenets_staircase():
@@ -83,14 +84,18 @@ def test_weight_decay_modes(mode):
 def test_weight_decay_skips_excluded_names(mode):
   # Slopes beside a kernel, one of rank 2 (which decoupled decay's rank rule alone would decay)
   # and one shared slope of rank 0.
-  params = {"conv1": {"kernel": jnp.ones((2, 2))}, "prelu1": {"slope": jnp.ones((2, 2))},
-            "prelu2": {"slope": jnp.ones(())}}
+  params = {
+    "conv1": {"kernel": jnp.ones((2, 2))},
+    "prelu1": {"slope": jnp.ones((2, 2))},
+    "prelu2": {"slope": jnp.ones(())},
+  }
   updates = zero_grad_updates(decay_only(mode, exclude=("slope",)), params)
   np.testing.assert_allclose(updates["conv1"]["kernel"], -0.05 * np.ones((2, 2)), rtol=1e-6)
   np.testing.assert_array_equal(updates["prelu1"]["slope"], np.zeros((2, 2)))
   np.testing.assert_array_equal(updates["prelu2"]["slope"], np.zeros(()))
-  with pytest.raises(UserError, match="names slopes, which no parameter of this model is called: use some of "
-                                      "kernel, slope"):
+  with pytest.raises(
+    UserError, match="names slopes, which no parameter of this model is called: use some of kernel, slope"
+  ):
     decay_only(mode, exclude=("slopes",)).init(params)
 
 
@@ -126,11 +131,14 @@ def test_each_optimizer_reads_its_own_block():
   assert set(config.optimizer.rmsprop) == {"decay", "eps", "momentum"}
 
 
-@pytest.mark.parametrize("name, direction", [
+@pytest.mark.parametrize(
+  "name, direction",
+  [
     ("sgd", [optax.trace(decay=0.9)]),
     ("adam", [optax.scale_by_adam()]),
     ("rmsprop", [optax.scale_by_rms(eps_in_sqrt=False), optax.trace(decay=0.9)]),
-])
+  ],
+)
 def test_optimizer_state_keeps_the_layout_checkpoints_hold(name, direction):
   """l2 decay, the direction, the learning rate: the chain (and so the state tree) earlier checkpoints hold."""
   config = schedule_config(name="constant")
@@ -148,14 +156,27 @@ def test_a_config_recorded_with_the_flat_optimizer_block_reads_in_todays_layout(
   from imagenet_train.config import schema
 
   recorded = base_config().to_dict()
-  recorded["optimizer"] = {"name": "rmsprop", "momentum": 0.6, "nesterov": False, "b1": 0.9, "b2": 0.999,
-                           "eps": 1.0, "rms_decay": 0.95, "weight_decay": 4e-5, "weight_decay_mode": "l2",
-                           "weight_decay_exclude": (), "grad_clip_norm": 2.0}
+  recorded["optimizer"] = {
+    "name": "rmsprop",
+    "momentum": 0.6,
+    "nesterov": False,
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1.0,
+    "rms_decay": 0.95,
+    "weight_decay": 4e-5,
+    "weight_decay_mode": "l2",
+    "weight_decay_exclude": (),
+    "grad_clip_norm": 2.0,
+  }
   upgraded = schema.upgrade_recorded(recorded)["optimizer"]
   assert upgraded["rmsprop"] == {"decay": 0.95, "eps": 1.0, "momentum": 0.6}
   assert upgraded["sgd"] == base_config().optimizer.sgd.to_dict()  # unread by an rmsprop run: the defaults
   assert {key: upgraded[key] for key in ("name", "weight_decay", "grad_clip_norm")} == {
-      "name": "rmsprop", "weight_decay": 4e-5, "grad_clip_norm": 2.0}
+    "name": "rmsprop",
+    "weight_decay": 4e-5,
+    "grad_clip_norm": 2.0,
+  }
   assert not {"momentum", "eps", "rms_decay", "b1"} & upgraded.keys()
   today = base_config().to_dict()
   assert schema.upgrade_recorded(today) is today  # a config in today's layout is left as it is

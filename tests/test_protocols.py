@@ -26,6 +26,7 @@ from test_bad_input import assert_user_error, run_cli
 
 class _InputBlind(nn.Module):
   """Logits that ignore the image: every protocol must give softmax(bias) for every image."""
+
   num_classes: int
   dtype: object = jnp.float32
 
@@ -37,6 +38,7 @@ class _InputBlind(nn.Module):
 
 class _LeftMinusRight(nn.Module):
   """Two logits: the mean of the image's left half minus its right half, and its negation."""
+
   num_classes: int
   dtype: object = jnp.float32
 
@@ -54,8 +56,9 @@ def _test_models(monkeypatch):
   other tests walk stays the project's."""
   models.names()  # imports the families first, so that the patch is undone on top of them
   for name, module in (("input_blind_for_tests", _InputBlind), ("left_minus_right_for_tests", _LeftMinusRight)):
-    monkeypatch.setitem(models._REGISTRY, name,
-                        lambda *, num_classes, dtype=jnp.float32, module=module: module(num_classes, dtype))
+    monkeypatch.setitem(
+      models._REGISTRY, name, lambda *, num_classes, dtype=jnp.float32, module=module: module(num_classes, dtype)
+    )
     monkeypatch.setitem(models._NATIVE, name, ((224, 224, 3), 1000))
 
 
@@ -139,11 +142,15 @@ def test_flips_are_flips():
 def _fake_imagenet_setup(fake_imagenet, model: str, **evaluation):
   config = schema.base_config()
   config.model, config.dtype = model, "float32"
-  config.data = imagenet_config(fake_imagenet[1], "decode(3)|inception_crop(32)",
-                                f"decode(3)|resize_small(36)|center_crop(32)|{recipes.IMAGENET_NORMALIZE}")
+  config.data = imagenet_config(
+    fake_imagenet[1],
+    "decode(3)|inception_crop(32)",
+    f"decode(3)|resize_small(36)|center_crop(32)|{recipes.IMAGENET_NORMALIZE}",
+  )
   config.batch_size, config.eval_batch_size = 8, 64
-  config.evaluation.update(dict(resize=36, crop=32, scales=(32, 40), googlenet_scales=(32, 36), multiple=8,
-                                **evaluation))
+  config.evaluation.update(
+    dict(resize=36, crop=32, scales=(32, 40), googlenet_scales=(32, 36), multiple=8, **evaluation)
+  )
   return state_lib.prepare(config)
 
 
@@ -155,8 +162,13 @@ def test_all_protocols_agree_on_an_input_blind_model(fake_imagenet):
   for protocol in protocols.names():
     scores = evaluate.Scorer(setup, protocol).score(state)
     assert scores.probabilities.shape == (NUM_FAKE_VAL, 1000), protocol
-    np.testing.assert_allclose(scores.probabilities, np.broadcast_to(expected, scores.probabilities.shape),
-                               rtol=1e-5, atol=1e-7, err_msg=protocol)
+    np.testing.assert_allclose(
+      scores.probabilities,
+      np.broadcast_to(expected, scores.probabilities.shape),
+      rtol=1e-5,
+      atol=1e-7,
+      err_msg=protocol,
+    )
     statistics[protocol] = results.statistics(scores.probabilities, scores.labels)
     assert scores.views == {"center": 1, "10crop": 10, "multicrop": 100, "144crop": 72, "dense": 4}[protocol]
   reference = statistics["center"]
@@ -208,8 +220,9 @@ def _train_lenet(workdir, data_config, steps=1):
 def test_ensembles_average_members_and_refuse_different_class_counts(fake_imagenet, config, tmp_path):
   imagenet = imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)", "decode(1)|resize(32)")
   first = _train_lenet(tmp_path / "a", imagenet)
-  _train_lenet(tmp_path / "b", imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)",
-                                               "decode(1)|resize(32)"), steps=2)
+  _train_lenet(
+    tmp_path / "b", imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)", "decode(1)|resize(32)"), steps=2
+  )
   members = [str(tmp_path / "a"), str(tmp_path / "b")]
   ensemble = evaluate.evaluate_ensemble(first, members, str(tmp_path / "ensemble"), "latest", "center")
   probabilities = []
@@ -227,17 +240,28 @@ def test_ensembles_average_members_and_refuse_different_class_counts(fake_imagen
 
   _train_lenet(tmp_path / "fmnist", config.data)  # Fashion-MNIST: 10 classes, not 1000
   with pytest.raises(UserError, match=r"different numbers of classes: .* has 1000, .*fmnist has 10"):
-    evaluate.evaluate_ensemble(first, [str(tmp_path / "a"), str(tmp_path / "fmnist")], str(tmp_path / "bad"),
-                               "latest", "center")
+    evaluate.evaluate_ensemble(
+      first, [str(tmp_path / "a"), str(tmp_path / "fmnist")], str(tmp_path / "bad"), "latest", "center"
+    )
 
 
 def test_evaluate_protocol_writes_results_and_bad_protocols_are_one_line(fake_imagenet, tmp_path):
-  args = ["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.name=imagenet2012",
-          f"--config.data.data_dir={fake_imagenet[1]}", "--config.data.train_split=train",
-          "--config.data.eval_split=validation", "--config.data.pp_train=decode(1)|inception_crop(32)",
-          "--config.data.pp_eval=decode(1)|resize_small(36)|center_crop(32)", "--config.batch_size=8",
-          "--config.eval_batch_size=8", "--config.num_train_steps=1", "--config.averaging.ema_decay=0.9",
-          "--config.evaluation.resize=36", "--config.evaluation.crop=32"]
+  args = [
+    "--config=configs/default.py",
+    f"--workdir={tmp_path}",
+    "--config.data.name=imagenet2012",
+    f"--config.data.data_dir={fake_imagenet[1]}",
+    "--config.data.train_split=train",
+    "--config.data.eval_split=validation",
+    "--config.data.pp_train=decode(1)|inception_crop(32)",
+    "--config.data.pp_eval=decode(1)|resize_small(36)|center_crop(32)",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+    "--config.num_train_steps=1",
+    "--config.averaging.ema_decay=0.9",
+    "--config.evaluation.resize=36",
+    "--config.evaluation.crop=32",
+  ]
   returncode, _, stderr = run_cli("train", *args)
   assert returncode == 0, stderr[-3000:]
   returncode, _, stderr = run_cli("evaluate", *args, "--protocol=10crop")
@@ -265,25 +289,46 @@ def throwaway_protocol():
 
 
 def test_a_protocol_registered_anywhere_reaches_the_cli_the_results_and_the_report(
-    throwaway_protocol, fake_imagenet, tmp_path):
-  config = _train_lenet(tmp_path, imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)",
-                                                  "decode(1)|resize(32)"))
+  throwaway_protocol, fake_imagenet, tmp_path
+):
+  config = _train_lenet(
+    tmp_path, imagenet_config(fake_imagenet[1], "decode(1)|inception_crop(32)", "decode(1)|resize(32)")
+  )
   assert throwaway_protocol in protocols.names()
   assert protocols.specs(config, throwaway_protocol) == ["decode(1)|resize(28)"]
-  (tmp_path / "config.json").write_text(json.dumps({**json.loads((tmp_path / "config.json").read_text()),
-                                                    "evaluation": {"protocol": throwaway_protocol}}))
+  (tmp_path / "config.json").write_text(
+    json.dumps({**json.loads((tmp_path / "config.json").read_text()), "evaluation": {"protocol": throwaway_protocol}})
+  )
   cli = f"import sys; from imagenet_train import protocols, __main__; {_REGISTER_THROWAWAY}; __main__.run()"
-  args = ["evaluate", "--config=configs/default.py", f"--workdir={tmp_path}", f"--protocol={throwaway_protocol}",
-          "--config.model=lenet5", "--config.dtype=float32", "--config.data.name=imagenet2012",
-          f"--config.data.data_dir={fake_imagenet[1]}", "--config.data.train_split=train",
-          "--config.data.eval_split=validation", "--config.data.pp_train=decode(1)|inception_crop(32)",
-          "--config.data.pp_eval=decode(1)|resize(32)", "--config.batch_size=8", "--config.eval_batch_size=8"]
-  result = subprocess.run([sys.executable, "-c", cli, *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "XLA_FLAGS": xla_flags()}, timeout=300)
+  args = [
+    "evaluate",
+    "--config=configs/default.py",
+    f"--workdir={tmp_path}",
+    f"--protocol={throwaway_protocol}",
+    "--config.model=lenet5",
+    "--config.dtype=float32",
+    "--config.data.name=imagenet2012",
+    f"--config.data.data_dir={fake_imagenet[1]}",
+    "--config.data.train_split=train",
+    "--config.data.eval_split=validation",
+    "--config.data.pp_train=decode(1)|inception_crop(32)",
+    "--config.data.pp_eval=decode(1)|resize(32)",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+  ]
+  result = subprocess.run(
+    [sys.executable, "-c", cli, *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env={**os.environ, "XLA_FLAGS": xla_flags()},
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"under the {throwaway_protocol} protocol (1 views per image)" in result.stdout
   written = results.read(tmp_path / f"eval_{throwaway_protocol}_step_1.json")
   assert written.protocol == throwaway_protocol and written.parameters["raw"].num_examples == NUM_FAKE_VAL
   rows = report.comparison_rows(report.collect([str(tmp_path)]))
   assert [(row["protocol"], row["top1"]) for row in rows] == [
-      (throwaway_protocol, written.parameters["raw"].top1_error)]
+    (throwaway_protocol, written.parameters["raw"].top1_error)
+  ]

@@ -1,6 +1,5 @@
 """The jitted train step: device-count invariance and that the default recipe learns."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,15 +7,12 @@ import numpy as np
 from imagenet_train import sharding, train
 from imagenet_train import state as state_lib
 from imagenet_train import step as step_lib
-from imagenet_train.data import pipeline
+
+from conftest import start_training
 
 
 def _run_steps(config, devices, num_steps):
-  setup = state_lib.prepare(config, devices)
-  state = setup.initial_state()
-  step = step_lib.jit_train_step(setup)
-  batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
-                                   start_step=0, process_index=0, process_count=1)
+  setup, state, step, batches = start_training(config, devices)
   losses = []
   for _ in range(num_steps):
     state, metrics, _ = step(state, sharding.to_global(next(batches), setup.mesh))
@@ -87,10 +83,12 @@ def test_target_distributions_train_like_smoothed_class_indices():
   labels = jnp.asarray(rng.integers(0, 10, 6))
   smoothing = 0.1
   targets = jax.nn.one_hot(labels, 10) * (1 - smoothing) + smoothing / 10
-  np.testing.assert_allclose(step_lib.cross_entropy(logits, targets, 10, 0.0),
-                             step_lib.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6)
-  np.testing.assert_array_equal(metrics_lib.topk_correct(logits, targets, 1),
-                                metrics_lib.topk_correct(logits, labels, 1))
+  np.testing.assert_allclose(
+    step_lib.cross_entropy(logits, targets, 10, 0.0), step_lib.cross_entropy(logits, labels, 10, smoothing), rtol=1e-6
+  )
+  np.testing.assert_array_equal(
+    metrics_lib.topk_correct(logits, targets, 1), metrics_lib.topk_correct(logits, labels, 1)
+  )
 
 
 def test_parameter_averages_follow_their_definitions(config, tmp_path):
@@ -99,11 +97,7 @@ def test_parameter_averages_follow_their_definitions(config, tmp_path):
   evaluates each beside the raw parameters."""
   config.averaging.ema_decay = 0.5
   config.averaging.polyak = True
-  setup = state_lib.prepare(config, jax.devices()[:1])
-  state = setup.initial_state()
-  step = step_lib.jit_train_step(setup)
-  batches = pipeline.train_batches(setup.builder, config.data, local_batch_size=config.batch_size, seed=config.seed,
-                                   start_step=0, process_index=0, process_count=1)
+  setup, state, step, batches = start_training(config, jax.devices()[:1])
   trajectory = [jax.device_get(state.params)]
   for _ in range(3):
     state, _, _ = step(state, sharding.to_global(next(batches), setup.mesh))

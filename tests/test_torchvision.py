@@ -17,18 +17,29 @@ torchvision = pytest.importorskip("torchvision", reason="torchvision is not inst
 # This project's name -> (torchvision constructor, its keyword arguments). Auxiliary heads are
 # kept on both sides so that every imported tensor has its counterpart.
 SHARED = {
-    "alexnet_torchvision": ("alexnet", {}),
-    "vgg_a": ("vgg11", {}), "vgg_b": ("vgg13", {}), "vgg_d": ("vgg16", {}), "vgg_e": ("vgg19", {}),
-    "vgg_a_bn": ("vgg11_bn", {}), "vgg_b_bn": ("vgg13_bn", {}), "vgg_d_bn": ("vgg16_bn", {}),
-    "vgg_e_bn": ("vgg19_bn", {}),
-    "resnet18": ("resnet18", {}), "resnet34": ("resnet34", {}), "resnet50": ("resnet50", {}),
-    "resnet101": ("resnet101", {}), "resnet152": ("resnet152", {}),
-    "resnext50_32x4d": ("resnext50_32x4d", {}), "resnext101_32x8d": ("resnext101_32x8d", {}),
-    "resnext101_64x4d": ("resnext101_64x4d", {}),
-    "googlenet_torchvision": ("googlenet", {"aux_logits": True, "transform_input": False, "init_weights": True}),
-    "inception_v3": ("inception_v3", {"aux_logits": True, "transform_input": False, "init_weights": True}),
-    "densenet121": ("densenet121", {}), "densenet161": ("densenet161", {}), "densenet169": ("densenet169", {}),
-    "densenet201": ("densenet201", {}),
+  "alexnet_torchvision": ("alexnet", {}),
+  "vgg_a": ("vgg11", {}),
+  "vgg_b": ("vgg13", {}),
+  "vgg_d": ("vgg16", {}),
+  "vgg_e": ("vgg19", {}),
+  "vgg_a_bn": ("vgg11_bn", {}),
+  "vgg_b_bn": ("vgg13_bn", {}),
+  "vgg_d_bn": ("vgg16_bn", {}),
+  "vgg_e_bn": ("vgg19_bn", {}),
+  "resnet18": ("resnet18", {}),
+  "resnet34": ("resnet34", {}),
+  "resnet50": ("resnet50", {}),
+  "resnet101": ("resnet101", {}),
+  "resnet152": ("resnet152", {}),
+  "resnext50_32x4d": ("resnext50_32x4d", {}),
+  "resnext101_32x8d": ("resnext101_32x8d", {}),
+  "resnext101_64x4d": ("resnext101_64x4d", {}),
+  "googlenet_torchvision": ("googlenet", {"aux_logits": True, "transform_input": False, "init_weights": True}),
+  "inception_v3": ("inception_v3", {"aux_logits": True, "transform_input": False, "init_weights": True}),
+  "densenet121": ("densenet121", {}),
+  "densenet161": ("densenet161", {}),
+  "densenet169": ("densenet169", {}),
+  "densenet201": ("densenet201", {}),
 }
 
 
@@ -50,8 +61,9 @@ def test_imported_torchvision_weights_give_torchvision_logits(name):
   reference = getattr(torchvision.models, torch_name)(weights=None, num_classes=1000, **kwargs).eval()
   with torch.no_grad():
     _randomise_statistics(reference, generator)
-  state_dict = {key: value.detach().numpy() for key, value in reference.state_dict().items()
-                if value.is_floating_point()}
+  state_dict = {
+    key: value.detach().numpy() for key, value in reference.state_dict().items() if value.is_floating_point()
+  }
 
   shape, num_classes = models.native_input(name)
   model = models.create(name, num_classes=num_classes, dtype=jnp.float32)

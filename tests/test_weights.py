@@ -49,15 +49,19 @@ def test_mismatches_name_the_first_tensor_and_both_shapes():
   _, variables = _variables("lenet5", (28, 28, 1))
   state_dict = weights.to_state_dict(variables)
   wrong = {**state_dict, "c3.weight": np.zeros((16, 6, 3, 3), np.float32)}
-  with pytest.raises(UserError, match=r"tensor c3.weight is \(16, 6, 3, 3\) in f.safetensors but lenet5 needs "
-                                      r"\(16, 6, 5, 5\)"):
+  with pytest.raises(
+    UserError,
+    match=r"tensor c3.weight is \(16, 6, 3, 3\) in f.safetensors but lenet5 needs "
+    r"\(16, 6, 5, 5\)",
+  ):
     weights.to_variables(wrong, variables, model="lenet5", source="f.safetensors")
   missing = {key: value for key, value in state_dict.items() if key != "f6.bias"}
   with pytest.raises(UserError, match=r"has no tensor f6.bias \(84,\)"):
     weights.to_variables(missing, variables, model="lenet5", source="f")
   with pytest.raises(UserError, match=r"holds fc.weight \(10, 84\), which lenet5 does not have"):
-    weights.to_variables({**state_dict, "fc.weight": np.zeros((10, 84), np.float32)}, variables, model="lenet5",
-                         source="f")
+    weights.to_variables(
+      {**state_dict, "fc.weight": np.zeros((10, 84), np.float32)}, variables, model="lenet5", source="f"
+    )
 
 
 def test_keep_init_leaves_a_new_classifier_at_its_initial_values():
@@ -75,7 +79,7 @@ def test_unreadable_files_are_refused(tmp_path):
   (tmp_path / "weights.npz").write_bytes(b"x")
   with pytest.raises(UserError, match="neither .safetensors nor .pth"):
     weights.read_state_dict(str(tmp_path / "weights.npz"))
-  (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+  (tmp_path / "cut.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
   with pytest.raises(UserError, match="cannot read .*cut.safetensors as safetensors"):
     weights.read_state_dict(str(tmp_path / "cut.safetensors"))
 
@@ -93,8 +97,14 @@ def test_cli_imports_a_state_dict_that_evaluates_like_its_source(config, tmp_pat
   save_file(weights.to_state_dict({"params": state.params, "batch_stats": state.batch_stats}), str(file))
 
   data_flags = train_args(config, imported)[2:]
-  args = ("import-weights", "--config=configs/default.py", "--model=lenet5", f"--from={file}", f"--out={imported}",
-          *[flag for flag in data_flags if not flag.startswith("--workdir")])
+  args = (
+    "import-weights",
+    "--config=configs/default.py",
+    "--model=lenet5",
+    f"--from={file}",
+    f"--out={imported}",
+    *[flag for flag in data_flags if not flag.startswith("--workdir")],
+  )
   returncode, _, stderr = run_cli(*args)
   assert returncode == 0, stderr[-3000:]
   evaluated = {}
@@ -111,11 +121,17 @@ def test_cli_imports_a_state_dict_that_evaluates_like_its_source(config, tmp_pat
 
   # A file whose tensor does not fit names it with both shapes, and leaves no checkpoint behind.
   bad = tmp_path / "bad.safetensors"
-  save_file({**weights.to_state_dict({"params": state.params, "batch_stats": state.batch_stats}),
-             "c1.weight": np.zeros((6, 1, 3, 3), np.float32)}, str(bad))
+  save_file(
+    {
+      **weights.to_state_dict({"params": state.params, "batch_stats": state.batch_stats}),
+      "c1.weight": np.zeros((6, 1, 3, 3), np.float32),
+    },
+    str(bad),
+  )
   other = tmp_path / "other"
-  returncode, last_line, stderr = run_cli(*[arg.replace(f"--from={file}", f"--from={bad}")
-                                            .replace(f"--out={imported}", f"--out={other}") for arg in args])
+  returncode, last_line, stderr = run_cli(
+    *[arg.replace(f"--from={file}", f"--from={bad}").replace(f"--out={imported}", f"--out={other}") for arg in args]
+  )
   assert_user_error(returncode, last_line, stderr, "c1.weight is (6, 1, 3, 3)", "needs (6, 1, 5, 5)")
   assert not (other / "checkpoints").exists() or not any((other / "checkpoints").iterdir())
 
@@ -124,8 +140,10 @@ def test_pth_files_are_read_without_unpickling_objects(tmp_path):
   torch = pytest.importorskip("torch", reason="PyTorch is not installed: run `make test-torchvision`")
   _, variables = _variables("lenet5", (28, 28, 1))
   state_dict = weights.to_state_dict(variables)
-  torch.save({"model": {key: torch.from_numpy(value) for key, value in state_dict.items()}, "epoch": 3},
-             tmp_path / "checkpoint.pth")
+  torch.save(
+    {"model": {key: torch.from_numpy(value) for key, value in state_dict.items()}, "epoch": 3},
+    tmp_path / "checkpoint.pth",
+  )
   read = weights.read_state_dict(str(tmp_path / "checkpoint.pth"))  # the reference scripts' wrapper
   assert read.keys() == state_dict.keys()
   np.testing.assert_array_equal(read["c3.weight"], state_dict["c3.weight"])

@@ -21,8 +21,10 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.286, 0.353
 # and the central 224 crop for evaluation.
 def resnet_pp(crop: int = 224, resize: int = 256, normalize: str = IMAGENET_NORMALIZE) -> tuple[str, str]:
   """The (train, eval) specs of that recipe at any size: torchvision's reference script's too."""
-  return (f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{normalize}",
-          f"decode(3)|resize_small({resize})|center_crop({crop})|{normalize}")
+  return (
+    f"decode_and_inception_crop({crop}, antialias=False)|flip_lr|{normalize}",
+    f"decode(3)|resize_small({resize})|center_crop({crop})|{normalize}",
+  )
 
 
 RESNET_PP_TRAIN, RESNET_PP_EVAL = resnet_pp()
@@ -30,15 +32,15 @@ RESNET_PP_TRAIN, RESNET_PP_EVAL = resnet_pp()
 # The (train, eval) splits of the tfds datasets the project documents; "" for none (imagenet_v2
 # is an evaluation set for models trained on imagenet2012).
 TFDS_SPLITS = {
-    "imagenet2012": ("train", "validation"),
-    "imagenet_v2": ("", "test"),
-    "imagenet_resized/32x32": ("train", "validation"),
-    "imagenet_resized/64x64": ("train", "validation"),
-    "cifar10": ("train", "test"),
-    "cifar100": ("train", "test"),
-    "mnist": ("train", "test"),
-    "fashion_mnist": ("train", "test"),
-    "fashion_mnist_local": ("train", "test"),
+  "imagenet2012": ("train", "validation"),
+  "imagenet_v2": ("", "test"),
+  "imagenet_resized/32x32": ("train", "validation"),
+  "imagenet_resized/64x64": ("train", "validation"),
+  "cifar10": ("train", "test"),
+  "cifar100": ("train", "test"),
+  "mnist": ("train", "test"),
+  "fashion_mnist": ("train", "test"),
+  "fashion_mnist_local": ("train", "test"),
 }
 
 
@@ -68,8 +70,13 @@ def fashion_mnist_data(train_ops: str = "flip_lr") -> ml_collections.ConfigDict:
   return d
 
 
-def torchvision_recipe(c: ml_collections.ConfigDict, learning_rate: float = 0.1, crop: int = 224, resize: int = 256,
-                       normalize: str = IMAGENET_NORMALIZE) -> ml_collections.ConfigDict:
+def torchvision_recipe(
+  c: ml_collections.ConfigDict,
+  learning_rate: float = 0.1,
+  crop: int = 224,
+  resize: int = 256,
+  normalize: str = IMAGENET_NORMALIZE,
+) -> ml_collections.ConfigDict:
   """torchvision's classification reference script with its defaults (`train.py --model M --lr
   LR`): SGD with momentum 0.9 on batches of 256 (32 on each of 8 GPUs), weight decay 1e-4 added
   to every weight's gradient, 90 epochs with the rate divided by 10 at 30 and 60, the ResNet
@@ -98,8 +105,9 @@ def torchvision_errors(p: ml_collections.ConfigDict, acc1: float, acc5: float) -
   p.top1, p.top5 = round(100 - acc1, 3), round(100 - acc5, 3)
 
 
-def inception_recipe(c: ml_collections.ConfigDict, *, size: int, epochs: float,
-                     grad_clip_norm: float = 0.0) -> ml_collections.ConfigDict:
+def inception_recipe(
+  c: ml_collections.ConfigDict, *, size: int, epochs: float, grad_clip_norm: float = 0.0
+) -> ml_collections.ConfigDict:
   """The Inception-v3 paper's recipe, which the Inception-v4 paper reuses, synchronous at batch
   256 (each config's docstring says where it departs from the paper): RMSProp with decay 0.9,
   epsilon 1.0 and momentum 0.9 (TF-slim's), learning rate 0.165 per 256 images (Google's TPU
@@ -108,9 +116,10 @@ def inception_recipe(c: ml_collections.ConfigDict, *, size: int, epochs: float,
   inception_preprocessing (crops of 5-100% of the area, flips, colour distortions, [-1, 1]
   pixels) at `size`, evaluated on the central 87.5%."""
   c.data = imagenet_data(
-      f"decode_and_inception_crop({size}, area=(0.05, 1.0))|flip_lr|color_jitter(0.125, 0.5, 0.5, 0.2)|"
-      f"{INCEPTION_NORMALIZE}",
-      f"decode_and_center_crop({size}, crop_fraction=0.875)|{INCEPTION_NORMALIZE}")
+    f"decode_and_inception_crop({size}, area=(0.05, 1.0))|flip_lr|color_jitter(0.125, 0.5, 0.5, 0.2)|"
+    f"{INCEPTION_NORMALIZE}",
+    f"decode_and_center_crop({size}, crop_fraction=0.875)|{INCEPTION_NORMALIZE}",
+  )
   c.batch_size = 256
   c.learning_rate = 0.165 * c.batch_size / 256
   c.optimizer.name = "rmsprop"
@@ -132,9 +141,15 @@ def inception_recipe(c: ml_collections.ConfigDict, *, size: int, epochs: float,
   return c
 
 
-def fashion_mnist_recipe(c: ml_collections.ConfigDict, *, learning_rate: float, epochs: float,
-                         warmup_epochs: float, full: bool = False,
-                         train_ops: str = "flip_lr") -> ml_collections.ConfigDict:
+def fashion_mnist_recipe(
+  c: ml_collections.ConfigDict,
+  *,
+  learning_rate: float,
+  epochs: float,
+  warmup_epochs: float,
+  full: bool = False,
+  train_ops: str = "flip_lr",
+) -> ml_collections.ConfigDict:
   """The Fashion-MNIST track's shared recipe: SGD with Nesterov momentum 0.9 on batches of 128,
   a linear warm-up then cosine decay, weight decay 5e-4 on every weight, an evaluation of the
   10,000 test images (one view) every epoch; fp32 on a CPU, bf16 at `full` width for an

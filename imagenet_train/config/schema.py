@@ -73,9 +73,9 @@ def optimizer_config() -> ml_collections.ConfigDict:
 # The optimizer fields of the flat block that configs recorded before each optimizer had its own (config.json of
 # older runs): field -> (block, its name there), by the optimizer that read it.
 _FLAT_OPTIMIZER_FIELDS = {
-    "sgd": {"momentum": "momentum", "nesterov": "nesterov"},
-    "adam": {"b1": "b1", "b2": "b2", "eps": "eps"},
-    "rmsprop": {"rms_decay": "decay", "eps": "eps", "momentum": "momentum"},
+  "sgd": {"momentum": "momentum", "nesterov": "nesterov"},
+  "adam": {"b1": "b1", "b2": "b2", "eps": "eps"},
+  "rmsprop": {"rms_decay": "decay", "eps": "eps", "momentum": "momentum"},
 }
 
 

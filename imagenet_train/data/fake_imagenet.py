@@ -61,8 +61,17 @@ def _validation_wnids() -> list[str]:
   return tfds.core.tfds_path("datasets/imagenet2012/validation_labels.txt").read_text().split()
 
 
-def write_tarballs(manual_dir: str, *, wnids=_DEFAULT_WNIDS, train_per_class: int = 6, num_val: int = 24,
-                   size=(48, 64), seed: int = 0, cmyk_and_png: bool = True, truncate: str | None = None) -> dict:
+def write_tarballs(
+  manual_dir: str,
+  *,
+  wnids=_DEFAULT_WNIDS,
+  train_per_class: int = 6,
+  num_val: int = 24,
+  size=(48, 64),
+  seed: int = 0,
+  cmyk_and_png: bool = True,
+  truncate: str | None = None,
+) -> dict:
   """Writes the two tarballs into `manual_dir` and returns what it wrote.
 
   `size` is (height, width) or a ((min_h, max_h), (min_w, max_w)) range drawn per image.
@@ -78,7 +87,7 @@ def write_tarballs(manual_dir: str, *, wnids=_DEFAULT_WNIDS, train_per_class: in
     image = photo_like(rng, int(rng.integers(h0, h1 + 1)), int(rng.integers(w0, w1 + 1)))
     payload = encode(image, file_format, mode)
     if name == truncate:
-      payload = payload[:len(payload) // 2]
+      payload = payload[: len(payload) // 2]
     written[name] = {"wnid": wnid, "pixels": image}
     return payload
 

@@ -15,11 +15,10 @@ import tensorflow_datasets as tfds
 
 DEFAULT_MANUAL_DIR = "/usr/share/datasets/fashion-mnist"
 _FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-CLASS_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-               "bag", "ankle boot")
+CLASS_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 
 
 def idx_path(directory: str, stem: str) -> str | None:
@@ -43,7 +42,7 @@ def read_idx(path: str) -> np.ndarray:
   zero, dtype_code, rank = struct.unpack(">HBB", data[:4])
   if zero != 0 or dtype_code != 0x08:
     raise ValueError(f"{path} is not an unsigned-byte IDX file")
-  shape = struct.unpack(f">{rank}I", data[4:4 + 4 * rank])
+  shape = struct.unpack(f">{rank}I", data[4 : 4 + 4 * rank])
   values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
   if values.size != int(np.prod(shape)):
     raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {values.size}")
@@ -56,17 +55,20 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Reads the IDX files from manual_dir."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Install Debian's package (`apt-get install dataset-fashion-mnist`, files in {DEFAULT_MANUAL_DIR}) "
-      "or put the four IDX files from the Fashion-MNIST repository in manual_dir.")
+    f"Install Debian's package (`apt-get install dataset-fashion-mnist`, files in {DEFAULT_MANUAL_DIR}) "
+    "or put the four IDX files from the Fashion-MNIST repository in manual_dir."
+  )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(28, 28, 1)),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://github.com/zalandoresearch/fashion-mnist",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(28, 28, 1)),
+          "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://github.com/zalandoresearch/fashion-mnist",
     )
 
   def _split_generators(self, dl_manager):

@@ -49,6 +49,7 @@ _OPS: dict[str, _Registered] = {}
 @dataclasses.dataclass(frozen=True)
 class Call:
   """One op of a spec as written: `text` is `name(args, key=value)`."""
+
   text: str
   name: str
   args: tuple
@@ -115,8 +116,10 @@ def parse(spec: str) -> Callable[[dict, tf.Tensor], dict]:
     except TypeError as error:
       raise UserError(f"bad arguments for preprocessing op {call.text!r}: {error}") from None
     if side is not None and getattr(op, "needs", 0) > side:
-      raise UserError(f"{call.text} is larger than the {side}-pixel shorter side that {source} leaves: "
-                      f"crop at most {side}, or resize to at least {op.needs}")
+      raise UserError(
+        f"{call.text} is larger than the {side}-pixel shorter side that {source} leaves: "
+        f"crop at most {side}, or resize to at least {op.needs}"
+      )
     # An op that declares nothing keeps the image size.
     if hasattr(op, "leaves"):
       side, source = op.leaves, call.text
@@ -136,8 +139,11 @@ def _resize(image: tf.Tensor, size, method: str, antialias: bool = True) -> tf.T
   The filter only acts when shrinking, so enlargements take TensorFlow's much faster plain kernel."""
   if antialias:
     shrinks = tf.reduce_any(tf.shape(image)[-3:-1] > tf.convert_to_tensor(size, tf.int32))
-    resized = tf.cond(shrinks, lambda: tf.image.resize(image, size, method=method, antialias=True),
-                      lambda: tf.image.resize(image, size, method=method))
+    resized = tf.cond(
+      shrinks,
+      lambda: tf.image.resize(image, size, method=method, antialias=True),
+      lambda: tf.image.resize(image, size, method=method),
+    )
   else:
     resized = tf.image.resize(image, size, method=method)
   # Bicubic and Lanczos overshoot, so integer images are clipped to their range, not wrapped.
@@ -164,8 +170,10 @@ def _crop(image: tf.Tensor, y, x, height, width) -> tf.Tensor:
 def _check_fits(image: tf.Tensor, size: int, op_name: str) -> tf.Tensor:
   """`image`, failing at run time with a message naming both sizes when a `size` crop does not fit it."""
   shape = tf.shape(image)
-  message = tf.strings.format(op_name + " cannot crop {}x{} from a {}x{} image: resize it to at least {} first",
-                              (size, size, shape[-3], shape[-2], size))
+  message = tf.strings.format(
+    op_name + " cannot crop {}x{} from a {}x{} image: resize it to at least {} first",
+    (size, size, shape[-3], shape[-2], size),
+  )
   with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(shape[-3:-1] >= size), [message])]):
     return tf.identity(image)
 
@@ -184,8 +192,9 @@ def _with_mirrors(views: tf.Tensor) -> tf.Tensor:
 
 def _grid_crops(image: tf.Tensor, size: int, grid: int, flips: bool) -> tf.Tensor:
   shape = tf.shape(image)
-  ys, xs = (tf.cast(tf.round(tf.linspace(0.0, tf.cast(shape[axis] - size, tf.float32), grid)), tf.int32)
-            for axis in (0, 1))
+  ys, xs = (
+    tf.cast(tf.round(tf.linspace(0.0, tf.cast(shape[axis] - size, tf.float32), grid)), tf.int32) for axis in (0, 1)
+  )
   views = tf.stack([_crop(image, ys[i], xs[j], size, size) for i in range(grid) for j in range(grid)])
   return _with_mirrors(views) if flips else views
 
@@ -193,8 +202,15 @@ def _grid_crops(image: tf.Tensor, size: int, grid: int, flips: bool) -> tf.Tenso
 def _inception_window(shape: tf.Tensor, seed: tf.Tensor, area, aspect) -> tf.Tensor:
   """[y, x, height, width] of a random window of the image of HWC `shape`, as in Inception's training."""
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed, min_object_covered=0.0, aspect_ratio_range=aspect,
-      area_range=area, max_attempts=10, use_image_if_no_bounding_boxes=True)
+    shape,
+    tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+    seed=seed,
+    min_object_covered=0.0,
+    aspect_ratio_range=aspect,
+    area_range=area,
+    max_attempts=10,
+    use_image_if_no_bounding_boxes=True,
+  )
   return tf.concat([begin[:2], size[:2]], 0)
 
 
@@ -233,8 +249,9 @@ def decode(channels: int = 0):
 
 
 @register("decode_and_inception_crop", GEOMETRY)
-def decode_and_inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
-                              method: str = "bilinear", antialias: bool = True):
+def decode_and_inception_crop(
+  size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3), method: str = "bilinear", antialias: bool = True
+):
   """Decodes a random window of `area` fraction and `aspect` ratio, resized to `size`x`size`, uint8.
 
   Inception's random-resized crop (Szegedy et al. 2015), fused with decoding so a JPEG decodes only the window.
@@ -248,8 +265,9 @@ def decode_and_inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3)
 
 
 @register("inception_crop", GEOMETRY)
-def inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
-                   method: str = "bilinear", antialias: bool = True):
+def inception_crop(
+  size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3), method: str = "bilinear", antialias: bool = True
+):
   """`decode_and_inception_crop` on an already decoded image (Szegedy et al. 2015)."""
 
   def op(features, seed):
@@ -260,8 +278,7 @@ def inception_crop(size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3),
 
 
 @register("decode_and_center_crop", GEOMETRY)
-def decode_and_center_crop(size: int, crop_fraction: float = 0.875,
-                           method: str = "bilinear", antialias: bool = True):
+def decode_and_center_crop(size: int, crop_fraction: float = 0.875, method: str = "bilinear", antialias: bool = True):
   """Decodes the central square of `crop_fraction` times the shorter side, resized to `size`x`size`.
 
   Single-crop evaluation (He et al. 2016) the way the TPU ResNet and Flax ImageNet examples do it: 224 of 256.
@@ -395,8 +412,10 @@ def color_jitter(brightness: float = 0.0, contrast: float = 0.0, saturation: flo
   Howard's (2013) photometric distortions, used to train GoogLeNet (Szegedy et al. 2015); float32 in [0, 255].
   """
   if min(brightness, contrast, saturation) < 0 or not 0 <= hue <= 0.5:
-    raise UserError(f"color_jitter needs brightness, contrast and saturation >= 0 and 0 <= hue <= 0.5, "
-                    f"got {brightness}, {contrast}, {saturation}, {hue}")
+    raise UserError(
+      f"color_jitter needs brightness, contrast and saturation >= 0 and 0 <= hue <= 0.5, "
+      f"got {brightness}, {contrast}, {saturation}, {hue}"
+    )
 
   def blend(image, other, amount, seed):
     factor = tf.random.stateless_uniform([], seed, max(0.0, 1.0 - amount), 1.0 + amount)
@@ -470,16 +489,21 @@ def subtract_mean_image(path: str):
   except (OSError, ValueError) as error:
     raise UserError(f"cannot read the mean image {path!r} of subtract_mean_image: {error}") from None
   if mean.ndim != 3:
-    raise UserError(f"the mean image {path!r} has shape {mean.shape}: subtract_mean_image needs one of shape "
-                    f"[height, width, channels]")
+    raise UserError(
+      f"the mean image {path!r} has shape {mean.shape}: subtract_mean_image needs one of shape "
+      f"[height, width, channels]"
+    )
 
   def op(features, seed):
     del seed
     image = tf.cast(features["image"], tf.float32)
     size = tf.shape(image)[-3:-1]
     mean_image = tf.constant(mean)
-    mean_image = tf.cond(tf.reduce_all(size == tf.shape(mean_image)[:2]), lambda: mean_image,
-                         lambda: tf.image.resize(mean_image, size, method="bilinear", antialias=True))
+    mean_image = tf.cond(
+      tf.reduce_all(size == tf.shape(mean_image)[:2]),
+      lambda: mean_image,
+      lambda: tf.image.resize(mean_image, size, method="bilinear", antialias=True),
+    )
     return {**features, "image": image - mean_image}
 
   return op

@@ -33,14 +33,16 @@ def open_builder(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   builder = prepare.builder_for(data.name, os.path.expanduser(data.data_dir) if data.data_dir else None)
   if not builder.is_prepared():
     raise UserError(
-        f"dataset {data.name!r} is not prepared in {builder.data_dir}: run `python -m imagenet_train prepare "
-        f"--dataset={data.name} --data_dir={data.data_dir or '~/tensorflow_datasets'}"
-        f"{f' --manual_dir={data.manual_dir}' if data.manual_dir else ''}`, or point --config.data.data_dir "
-        "at the folder you prepared it in")
+      f"dataset {data.name!r} is not prepared in {builder.data_dir}: run `python -m imagenet_train prepare "
+      f"--dataset={data.name} --data_dir={data.data_dir or '~/tensorflow_datasets'}"
+      f"{f' --manual_dir={data.manual_dir}' if data.manual_dir else ''}`, or point --config.data.data_dir "
+      "at the folder you prepared it in"
+    )
   for role, split in (("eval_split", data.eval_split), ("train_split", data.train_split)):
     if split and split.split("[")[0] not in builder.info.splits:
-      raise UserError(f"dataset {data.name!r} has no split {split!r} (--config.data.{role}); it has "
-                      f"{', '.join(builder.info.splits)}")
+      raise UserError(
+        f"dataset {data.name!r} has no split {split!r} (--config.data.{role}); it has {', '.join(builder.info.splits)}"
+      )
   return builder
 
 
@@ -63,22 +65,27 @@ def dataset_info(builder: tfds.core.DatasetBuilder, data: ml_collections.ConfigD
   pp_train, pp_eval, device_normalize = host_specs(data)
   spec = pp_train if data.train_split else pp_eval  # evaluation-only datasets have no train split
   preprocess = ops.parse(spec)
-  first = _read(builder, data.train_split or data.eval_split, data).take(1).map(
-      lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  first = (
+    _read(builder, data.train_split or data.eval_split, data)
+    .take(1)
+    .map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  )
   shape = first.element_spec.shape
   if not shape.is_fully_defined() and tf.TensorShape(info.features[data.image_key].shape).is_fully_defined():
     # Decoding forgets the size, but images of a fixed-size dataset keep theirs through
     # size-preserving ops: one example tells.
     shape = next(iter(first)).shape
   if not shape.is_fully_defined():
-    raise UserError(f"the preprocessing spec {spec!r} leaves images of varying size ({shape}): end it with a "
-                    "crop or resize to a fixed size")
+    raise UserError(
+      f"the preprocessing spec {spec!r} leaves images of varying size ({shape}): end it with a "
+      "crop or resize to a fixed size"
+    )
   return DatasetInfo(
-      num_classes=info.features[data.label_key].num_classes,
-      image_shape=tuple(shape.as_list()[-3:]),  # a multi-view evaluation spec stacks its views in front
-      num_train_examples=info.splits[data.train_split].num_examples if data.train_split else 0,
-      num_eval_examples=info.splits[data.eval_split].num_examples,
-      device_normalize=device_normalize,
+    num_classes=info.features[data.label_key].num_classes,
+    image_shape=tuple(shape.as_list()[-3:]),  # a multi-view evaluation spec stacks its views in front
+    num_train_examples=info.splits[data.train_split].num_examples if data.train_split else 0,
+    num_eval_examples=info.splits[data.eval_split].num_examples,
+    device_normalize=device_normalize,
   )
 
 
@@ -91,16 +98,21 @@ def _numpy(ds: tf.data.Dataset, data: ml_collections.ConfigDict) -> Iterator[dic
     except StopIteration:
       return
     except tf.errors.InvalidArgumentError as error:
-      raise UserError(f"preprocessing failed: {op_error_reason(error.message)}; check the preprocessing spec "
-                      "(--config.data.pp_train / pp_eval)") from None
+      raise UserError(
+        f"preprocessing failed: {op_error_reason(error.message)}; check the preprocessing spec "
+        "(--config.data.pp_train / pp_eval)"
+      ) from None
     yield batch
 
 
 def _read(builder, split: str, data: ml_collections.ConfigDict) -> tf.data.Dataset:
   """The split's records in their stored order, images left encoded for the ops to decode."""
   ds = builder.as_dataset(
-      split=split, shuffle_files=False, decoders={data.image_key: tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(try_autocache=False))
+    split=split,
+    shuffle_files=False,
+    decoders={data.image_key: tfds.decode.SkipDecoding()},
+    read_config=tfds.ReadConfig(try_autocache=False),
+  )
   ds = ds.map(lambda ex: {"image": ex[data.image_key], "label": tf.cast(ex[data.label_key], tf.int32)})
   return ds.cache() if data.cache_raw else ds
 
@@ -118,8 +130,16 @@ def _host_split(split: str, process_index: int, process_count: int, drop_remaind
   return tfds.even_splits(split, n=process_count, drop_remainder=drop_remainder)[process_index]
 
 
-def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
-                  start_step: int, process_index: int, process_count: int) -> Iterator[dict]:
+def train_batches(
+  builder,
+  data: ml_collections.ConfigDict,
+  *,
+  local_batch_size: int,
+  seed: int,
+  start_step: int,
+  process_index: int,
+  process_count: int,
+) -> Iterator[dict]:
   """Endless local training batches {'image', 'label'} as numpy arrays, from `start_step`.
 
   `data.host_sharding` says how processes share the split. "split" (the default): each reads
@@ -132,16 +152,19 @@ def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size:
   if data.host_sharding not in ("split", "global"):
     raise UserError(f"--config.data.host_sharding={data.host_sharding!r} is neither 'split' nor 'global'")
   shared = data.host_sharding == "global"
-  split = data.train_split if shared else _host_split(data.train_split, process_index, process_count,
-                                                      drop_remainder=True)
+  split = (
+    data.train_split if shared else _host_split(data.train_split, process_index, process_count, drop_remainder=True)
+  )
   reader = 0 if shared else process_index  # whose seeds order and augment the examples
   # Batches as one reader draws them: the global batch when all hosts share one order.
   drawn_batch = local_batch_size * (process_count if shared else 1)
   examples_per_epoch = builder.info.splits[split].num_examples
   steps_per_epoch = examples_per_epoch // drawn_batch
   if steps_per_epoch == 0:
-    raise UserError(f"the batch of {drawn_batch} is larger than the {examples_per_epoch} training examples "
-                    f"{'the processes share' if shared else 'each process reads'}: lower --config.batch_size")
+    raise UserError(
+      f"the batch of {drawn_batch} is larger than the {examples_per_epoch} training examples "
+      f"{'the processes share' if shared else 'each process reads'}: lower --config.batch_size"
+    )
   start_epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
   records = _read(builder, split, data)
   preprocess = ops.parse(host_specs(data)[0])
@@ -150,8 +173,9 @@ def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size:
 
   def epoch_examples(epoch):
     # A stateless draw, as a fold_in's first word does not depend on the epoch.
-    shuffle_seed = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(reader_seed, epoch),
-                                               minval=None, maxval=None, dtype=tf.int64)
+    shuffle_seed = tf.random.stateless_uniform(
+      [], tf.random.experimental.stateless_fold_in(reader_seed, epoch), minval=None, maxval=None, dtype=tf.int64
+    )
     shuffled = records.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     # Draw the whole epoch's worth of batches and drop the remainder here, so that every epoch
     # starts a fresh batch and the step fixes the epoch and the position in it.
@@ -160,7 +184,8 @@ def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size:
 
   def augment(epoch, position, example):
     example_seed = tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(reader_seed, epoch), position)
+      tf.random.experimental.stateless_fold_in(reader_seed, epoch), position
+    )
     return preprocess(example, example_seed)
 
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch_examples)
@@ -176,17 +201,25 @@ def train_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size:
 
 def eval_batch_count(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_count: int) -> int:
   """How many batches every process runs so that all of them cover their share of the split."""
-  largest = max(builder.info.splits[_host_split(data.eval_split, i, process_count, False)].num_examples
-                for i in range(process_count))
+  largest = max(
+    builder.info.splits[_host_split(data.eval_split, i, process_count, False)].num_examples
+    for i in range(process_count)
+  )
   return math.ceil(largest / local_batch_size)
 
 
-def eval_batches(builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_index: int,
-                 process_count: int) -> Iterator[dict]:
+def eval_batches(
+  builder, data: ml_collections.ConfigDict, *, local_batch_size: int, process_index: int, process_count: int
+) -> Iterator[dict]:
   """Local eval batches {'image', 'label', 'mask'}; padding examples have mask 0."""
   # Every data field, so that no change of split, spec, keys or caching can reuse a stale dataset.
-  key = (str(builder.data_dir), data.to_json_best_effort(sort_keys=True), local_batch_size, process_index,
-         process_count)
+  key = (
+    str(builder.data_dir),
+    data.to_json_best_effort(sort_keys=True),
+    local_batch_size,
+    process_index,
+    process_count,
+  )
   if key not in _EVAL_DATASETS:
     _EVAL_DATASETS[key] = _eval_dataset(builder, data, local_batch_size, process_index, process_count)
   return _numpy(_EVAL_DATASETS[key], data)
@@ -202,14 +235,16 @@ def _eval_dataset(builder, data, local_batch_size, process_index, process_count)
   num_batches = eval_batch_count(builder, data, local_batch_size=local_batch_size, process_count=process_count)
   preprocess = ops.parse(host_specs(data)[1])
   zero_seed = tf.zeros([2], tf.int64)
-  ds = _read(builder, split, data).map(lambda ex: {**preprocess(ex, zero_seed), "mask": tf.constant(True)},
-                                       num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _read(builder, split, data).map(
+    lambda ex: {**preprocess(ex, zero_seed), "mask": tf.constant(True)}, num_parallel_calls=tf.data.AUTOTUNE
+  )
   if data.cache_eval:
     ds = ds.cache()
   # Padding examples have mask 0, so that every process runs as many batches.
   if all(spec.shape.is_fully_defined() for spec in tf.nest.flatten(ds.element_spec)):
-    padding = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
-                                                                 ds.element_spec)).repeat()
+    padding = tf.data.Dataset.from_tensors(
+      tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), ds.element_spec)
+    ).repeat()
   else:  # shapes known only at run time: copy the first example's, preprocessing it once
     padding = ds.take(1).map(lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).cache().repeat()
   ds = ds.concatenate(padding).take(num_batches * local_batch_size)
@@ -226,8 +261,9 @@ def views_per_example(builder, data: ml_collections.ConfigDict) -> int:
   return shape[0] if shape[0] is not None else next(iter(first)).shape[0]
 
 
-def eval_examples(builder, data: ml_collections.ConfigDict, *, process_index: int,
-                  process_count: int) -> Iterator[dict]:
+def eval_examples(
+  builder, data: ml_collections.ConfigDict, *, process_index: int, process_count: int
+) -> Iterator[dict]:
   """This process's part of the eval split one example at a time, {'image', 'label', 'index'},
   images of any size (dense evaluation); `index` is the position in that part."""
   split = _host_split(data.eval_split, process_index, process_count, drop_remainder=False)

@@ -42,8 +42,10 @@ def builder_for(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise UserError(f"unknown tfds dataset {name!r}: give a tfds name such as imagenet2012, imagenet_v2, "
-                    "imagenet_resized/64x64, cifar10 or fashion_mnist, or the local fashion_mnist_local") from None
+    raise UserError(
+      f"unknown tfds dataset {name!r}: give a tfds name such as imagenet2012, imagenet_v2, "
+      "imagenet_resized/64x64, cifar10 or fashion_mnist, or the local fashion_mnist_local"
+    ) from None
 
 
 def check_manual_dir(name: str, manual_dir: str | None):
@@ -52,8 +54,9 @@ def check_manual_dir(name: str, manual_dir: str | None):
   if expected is None:
     return
   if not manual_dir:
-    raise UserError(f"{name} is built from files you download yourself: pass --manual_dir=DIR holding "
-                    f"{' and '.join(expected)}")
+    raise UserError(
+      f"{name} is built from files you download yourself: pass --manual_dir=DIR holding {' and '.join(expected)}"
+    )
   present = sorted(os.listdir(manual_dir)) if os.path.isdir(manual_dir) else []
   missing = [file for file in expected if file not in present]
   if missing:
@@ -104,8 +107,10 @@ def _guarded(generate, image_keys: list[str], skip_corrupt: bool, skipped: list[
           elif skip_corrupt:
             skipped.append(name_of(key, example))
           else:
-            raise UserError(f"corrupt image {name_of(key, example)} ({problem}): replace or delete it in the "
-                            "source, or pass --skip_corrupt to leave it out and count it")
+            raise UserError(
+              f"corrupt image {name_of(key, example)} ({problem}): replace or delete it in the "
+              "source, or pass --skip_corrupt to leave it out and count it"
+            )
     finally:
       pool.shutdown(cancel_futures=True)
 
@@ -122,9 +127,11 @@ def prepare(name: str, *, data_dir: str | None, manual_dir: str | None, skip_cor
     manual_dir = manual_dir or fashion_mnist_local.DEFAULT_MANUAL_DIR
     missing = fashion_mnist_local.missing_files(manual_dir)
     if missing:
-      raise UserError(f"Fashion-MNIST files {', '.join(missing)} are missing from {manual_dir}: run "
-                      "`sudo apt-get install dataset-fashion-mnist`, or pass --manual_dir=DIR holding the four "
-                      "IDX files")
+      raise UserError(
+        f"Fashion-MNIST files {', '.join(missing)} are missing from {manual_dir}: run "
+        "`sudo apt-get install dataset-fashion-mnist`, or pass --manual_dir=DIR holding the four "
+        "IDX files"
+      )
   check_manual_dir(name, manual_dir)
   skipped: list[str] = []
   builder._generate_examples = _guarded(builder._generate_examples, _image_keys(builder), skip_corrupt, skipped)

@@ -81,6 +81,7 @@ def check_range(option: str, value, *, low: float = 0.0, high: float | None = No
 @dataclasses.dataclass(frozen=True)
 class Expected:
   """What a registered model must measure at its native input and class count (see the module docstring)."""
+
   params: int | None = None
   multiply_adds: float | None = None  # G
   small: tuple[tuple[int, int, int], dict[str, Any]] | None = None
@@ -107,15 +108,24 @@ class Constructor:
       self.options[name] = default
     keyword = inspect.Parameter.KEYWORD_ONLY
     self.__signature__ = inspect.Signature(
-        [inspect.Parameter("num_classes", keyword), inspect.Parameter("dtype", keyword, default=jnp.float32)]
-        + [inspect.Parameter(name, keyword, default=default) for name, default in self.options.items()])
+      [inspect.Parameter("num_classes", keyword), inspect.Parameter("dtype", keyword, default=jnp.float32)]
+      + [inspect.Parameter(name, keyword, default=default) for name, default in self.options.items()]
+    )
 
   def __call__(self, *, num_classes: int, dtype=jnp.float32, **options) -> nn.Module:
     return self.module(num_classes=num_classes, dtype=dtype, **self.architecture, **{**self.options, **options})
 
 
-def register(name: str, *, native_input=(224, 224, 3), native_classes: int = 1000, params: int | None = None,
-             multiply_adds: float | None = None, small=None, defaults: dict[str, Any] | None = None):
+def register(
+  name: str,
+  *,
+  native_input=(224, 224, 3),
+  native_classes: int = 1000,
+  params: int | None = None,
+  multiply_adds: float | None = None,
+  small=None,
+  defaults: dict[str, Any] | None = None,
+):
   """Registers a Flax module class, or a `functools.partial` of one whose keywords fix its
   architecture, under `name`; returns what it was given, so that it also decorates a class."""
 
@@ -159,8 +169,11 @@ def _constructor(name: str) -> Callable[..., nn.Module]:
 def options(name: str) -> dict[str, Any]:
   """The options model `name` takes, with their defaults."""
   parameters = inspect.signature(_constructor(name)).parameters.values()
-  return {p.name: p.default for p in parameters
-          if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _NOT_OPTIONS}
+  return {
+    p.name: p.default
+    for p in parameters
+    if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _NOT_OPTIONS
+  }
 
 
 def create(name: str, *, num_classes: int, dtype, **model_options) -> nn.Module:
@@ -169,8 +182,10 @@ def create(name: str, *, num_classes: int, dtype, **model_options) -> nn.Module:
   constructor, declared = _constructor(name), options(name)
   unknown = [option for option in model_options if option not in declared]
   if unknown:
-    raise UserError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for model "
-                    f"{name!r}: its options are {', '.join(declared) or 'none'}; check config.model_options")
+    raise UserError(
+      f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for model "
+      f"{name!r}: its options are {', '.join(declared) or 'none'}; check config.model_options"
+    )
   try:
     return constructor(num_classes=num_classes, dtype=dtype, **model_options)
   except OptionError as error:
@@ -197,12 +212,12 @@ def train_forward(model: nn.Module, variables, images, *, rngs=None):
   weight * loss(aux_logits) to the main loss. `batch_stats` is the updated BatchNorm statistics
   ({} for models without BatchNorm)."""
   variables = {collection: v for collection, v in variables.items() if collection != layers.AUX_LOGITS}  # init's
-  logits, updates = model.apply(variables, images, train=True, rngs=rngs,
-                                mutable=["batch_stats", layers.AUX_LOGITS])
+  logits, updates = model.apply(variables, images, train=True, rngs=rngs, mutable=["batch_stats", layers.AUX_LOGITS])
   sown = traverse_util.flatten_dict(dict(updates.get(layers.AUX_LOGITS, {})))
   if sown and not isinstance(model, layers.AuxiliaryClassifiers):
-    raise TypeError(f"{type(model).__name__} sows auxiliary logits but is no layers.AuxiliaryClassifiers, "
-                    "so their loss has no weight")
+    raise TypeError(
+      f"{type(model).__name__} sows auxiliary logits but is no layers.AuxiliaryClassifiers, so their loss has no weight"
+    )
   auxiliary = [(float(model.aux_weight("/".join(path[:-1]))), aux) for path, values in sown.items() for aux in values]
   return logits, auxiliary, dict(updates.get("batch_stats", {}))
 

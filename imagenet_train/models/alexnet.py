@@ -62,22 +62,33 @@ class AlexNet(nn.Module):
     small = self.stem == "small"
     minimum = 15 if small else 67  # the third pooling needs a 3x3 conv5 map
     if min(x.shape[1:3]) < minimum:
-      raise ValueError(f"AlexNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum} "
-                       f"(227 native), got {x.shape[1]}x{x.shape[2]}")
-    split = lambda init, rank: nn.with_partitioning(init, (None,) * (rank - 1) + (MODEL_AXIS,)) if (
-        self.split_towers) else init
+      raise ValueError(
+        f"AlexNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum} "
+        f"(227 native), got {x.shape[1]}x{x.shape[2]}"
+      )
+    split = lambda init, rank: (
+      nn.with_partitioning(init, (None,) * (rank - 1) + (MODEL_AXIS,)) if (self.split_towers) else init
+    )
     zeros = nn.initializers.zeros
     # The paper's biases of 1 in conv2, conv4, conv5, FC6 and FC7 kept their ReLUs active at the start.
     paper = self.initializer == "paper"
     kernel_init, hidden_bias_init = (_paper_init, nn.initializers.ones) if paper else (_he_init, zeros)
 
     def conv(features, kernel, *args, bias_init=zeros, **kwargs):
-      return nn.Conv(features, kernel, *args, dtype=self.dtype, kernel_init=split(kernel_init, 4),
-                     bias_init=split(bias_init, 1), **kwargs)
+      return nn.Conv(
+        features,
+        kernel,
+        *args,
+        dtype=self.dtype,
+        kernel_init=split(kernel_init, 4),
+        bias_init=split(bias_init, 1),
+        **kwargs,
+      )
 
     def dense(features, bias_init=zeros, **kwargs):
-      return nn.Dense(features, dtype=self.dtype, kernel_init=split(kernel_init, 2), bias_init=split(bias_init, 1),
-                      **kwargs)
+      return nn.Dense(
+        features, dtype=self.dtype, kernel_init=split(kernel_init, 2), bias_init=split(bias_init, 1), **kwargs
+      )
 
     # Whole multiples of the tower count, so that the towers (groups) stay equal.
     width = lambda features: max(1, int(features * self.width_multiplier) // self.towers) * self.towers
@@ -110,8 +121,9 @@ class AlexNetTorchvision(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < 63:
-      raise ValueError(f"alexnet_torchvision needs inputs of at least 63x63 (224 native), got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"alexnet_torchvision needs inputs of at least 63x63 (224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     pool = functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2))
     x = pool(nn.relu(conv(64, (11, 11), 4, padding=2, name="features.0")(x)))

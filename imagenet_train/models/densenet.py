@@ -78,13 +78,13 @@ class DenseNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
-      raise ValueError(f"DenseNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"DenseNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     scale = lambda width: max(1, round(width * self.width_multiplier))
     growth_rate = scale(self.growth_rate)
     conv = functools.partial(nn.Conv, use_bias=False, padding=0, kernel_init=_conv_init, dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
     x = conv(scale(self.stem_width), (7, 7), 2, padding=3, name="features.conv0")(x)
     x = nn.relu(norm(name="features.norm0")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -108,15 +108,19 @@ class DenseNet(nn.Module):
 # depth: (growth rate k, layers per block, stem width, parameters and multiply-adds (G) at 224
 # with 1000 classes)
 _CONFIGS = {
-    121: (32, (6, 12, 24, 16), 64, 7_978_856, 2.834),
-    169: (32, (6, 12, 32, 32), 64, 14_149_480, 3.360),
-    201: (32, (6, 12, 48, 32), 64, 20_013_928, 4.291),
-    161: (48, (6, 12, 36, 24), 96, 28_681_000, 7.728),
-    264: (32, (6, 12, 64, 48), 64, 33_337_704, 5.752),
+  121: (32, (6, 12, 24, 16), 64, 7_978_856, 2.834),
+  169: (32, (6, 12, 32, 32), 64, 14_149_480, 3.360),
+  201: (32, (6, 12, 48, 32), 64, 20_013_928, 4.291),
+  161: (48, (6, 12, 36, 24), 96, 28_681_000, 7.728),
+  264: (32, (6, 12, 64, 48), 64, 33_337_704, 5.752),
 }
 # Every kind of layer, with fewer of them: XLA unrolls DenseNet-121's 58 dense layers.
 _SMALL = ((32, 32, 3), {"width_multiplier": 1 / 8, "block_sizes": (2, 2, 2, 2)})
 for _depth, (_growth_rate, _block_sizes, _stem_width, _params, _multiply_adds) in _CONFIGS.items():
-  register(f"densenet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL,
-           defaults=dict(block_sizes=_block_sizes))(
-               functools.partial(DenseNet, growth_rate=_growth_rate, stem_width=_stem_width))
+  register(
+    f"densenet{_depth}",
+    params=_params,
+    multiply_adds=_multiply_adds,
+    small=_SMALL,
+    defaults=dict(block_sizes=_block_sizes),
+  )(functools.partial(DenseNet, growth_rate=_growth_rate, stem_width=_stem_width))

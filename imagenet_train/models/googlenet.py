@@ -48,10 +48,15 @@ from imagenet_train.models.layers import (
 
 # Table 1: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection.
 _TABLE_1 = {
-    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
-    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64), "4c": (128, 128, 256, 24, 64, 64),
-    "4d": (112, 144, 288, 32, 64, 64), "4e": (256, 160, 320, 32, 128, 128),
-    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+  "3a": (64, 96, 128, 16, 32, 32),
+  "3b": (128, 128, 192, 32, 96, 64),
+  "4a": (192, 96, 208, 16, 48, 64),
+  "4b": (160, 112, 224, 24, 64, 64),
+  "4c": (128, 128, 256, 24, 64, 64),
+  "4d": (112, 144, 288, 32, 64, 64),
+  "4e": (256, 160, 320, 32, 128, 128),
+  "5a": (256, 160, 320, 32, 128, 128),
+  "5b": (384, 192, 384, 48, 128, 128),
 }
 _POOL_AFTER = ("3b", "4e")
 _AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
@@ -86,11 +91,11 @@ class Inception(nn.Module):
     conv = self.conv_block
     k = self.large_kernel
     branches = [
-        conv(ones, 1, name="branch1")(x, train),
-        conv(conv3, 3, padding=1, name="branch2.1")(conv(reduce3, 1, name="branch2.0")(x, train), train),
-        conv(conv5, k, padding=k // 2, name="branch3.1")(conv(reduce5, 1, name="branch3.0")(x, train), train),
-        # torchvision's branch4 is Sequential(MaxPool2d, conv): the conv is its item 1.
-        conv(proj, 1, name="branch4.1")(nn.max_pool(x, (3, 3), padding=((1, 1), (1, 1))), train),
+      conv(ones, 1, name="branch1")(x, train),
+      conv(conv3, 3, padding=1, name="branch2.1")(conv(reduce3, 1, name="branch2.0")(x, train), train),
+      conv(conv5, k, padding=k // 2, name="branch3.1")(conv(reduce5, 1, name="branch3.0")(x, train), train),
+      # torchvision's branch4 is Sequential(MaxPool2d, conv): the conv is its item 1.
+      conv(proj, 1, name="branch4.1")(nn.max_pool(x, (3, 3), padding=((1, 1), (1, 1))), train),
     ]
     return jnp.concatenate(branches, axis=-1)
 
@@ -136,8 +141,10 @@ class GoogLeNet(AuxiliaryClassifiers, nn.Module):
     small = self.stem == "small"
     minimum = 8 if small else 32  # three (small) or five stride-2 stages: the last maps are then 1x1
     if min(x.shape[1:3]) < minimum:
-      raise ValueError(f"GoogLeNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum} "
-                       f"(224 native), got {x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"GoogLeNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum} "
+        f"(224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     width = lambda features: max(1, int(features * self.width_multiplier))
     if self.torchvision:
       init = torch_trunc_normal(0.01)
@@ -146,8 +153,9 @@ class GoogLeNet(AuxiliaryClassifiers, nn.Module):
       hidden_bias_init, aux_pool = nn.initializers.zeros, functools.partial(adaptive_avg_pool, size=4)
     else:
       hidden_bias_init = nn.initializers.constant(0.2)
-      conv = functools.partial(BasicConv, epsilon=None, kernel_init=_caffe_xavier, bias_init=hidden_bias_init,
-                               dtype=self.dtype)
+      conv = functools.partial(
+        BasicConv, epsilon=None, kernel_init=_caffe_xavier, bias_init=hidden_bias_init, dtype=self.dtype
+      )
       dense = functools.partial(nn.Dense, kernel_init=_caffe_xavier, dtype=self.dtype)
       aux_pool = _paper_aux_pool
     if small:
@@ -161,11 +169,20 @@ class GoogLeNet(AuxiliaryClassifiers, nn.Module):
       x = _caffe_lrn(x)
     x = max_pool_ceil(x, 3, 2)
     for module, widths in _TABLE_1.items():
-      x = Inception(tuple(map(width, widths)), conv, large_kernel=3 if self.torchvision else 5,
-                    name=f"inception{module}")(x, train)
+      x = Inception(
+        tuple(map(width, widths)), conv, large_kernel=3 if self.torchvision else 5, name=f"inception{module}"
+      )(x, train)
       if module in _AUX_AFTER and self.wants_aux(train):
-        InceptionAux(self.num_classes, conv, dense, aux_pool, self.aux_dropout_rate, hidden_bias_init, width,
-                     name=_AUX_AFTER[module])(x, train)
+        InceptionAux(
+          self.num_classes,
+          conv,
+          dense,
+          aux_pool,
+          self.aux_dropout_rate,
+          hidden_bias_init,
+          width,
+          name=_AUX_AFTER[module],
+        )(x, train)
       if module in _POOL_AFTER:
         x = max_pool_ceil(x, 2 if self.torchvision and module == "4e" else 3, 2)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.mean(x, axis=(1, 2)))
@@ -176,6 +193,12 @@ class GoogLeNet(AuxiliaryClassifiers, nn.Module):
 # parameters; without them 6,998,552 (paper "about 7M") and torchvision's 6,624,904. Multiply-adds
 # without the heads: counted by models.counting, as torchvision's "GFLOPS" count them.
 register("googlenet", params=13_378_280, multiply_adds=1.58, small=((32, 32, 3), {}))(
-    functools.partial(GoogLeNet, torchvision=False))
-register("googlenet_torchvision", params=13_004_888, multiply_adds=1.498, small=((32, 32, 3), {}),
-         defaults=dict(dropout_rate=0.2))(functools.partial(GoogLeNet, torchvision=True))
+  functools.partial(GoogLeNet, torchvision=False)
+)
+register(
+  "googlenet_torchvision",
+  params=13_004_888,
+  multiply_adds=1.498,
+  small=((32, 32, 3), {}),
+  defaults=dict(dropout_rate=0.2),
+)(functools.partial(GoogLeNet, torchvision=True))

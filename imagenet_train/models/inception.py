@@ -40,12 +40,16 @@ from imagenet_train.models.layers import (
 # The Figure 5 table: 1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pooling, pool
 # projection (0: the pooled input passes through), stride.
 _FIGURE_5 = {
-    "3a": (64, 64, 64, 64, 96, "avg", 32, 1), "3b": (64, 64, 96, 64, 96, "avg", 64, 1),
-    "3c": (0, 128, 160, 64, 96, "max", 0, 2),
-    "4a": (224, 64, 96, 96, 128, "avg", 128, 1), "4b": (192, 96, 128, 96, 128, "avg", 128, 1),
-    "4c": (160, 128, 160, 128, 160, "avg", 128, 1), "4d": (96, 128, 192, 160, 192, "avg", 128, 1),
-    "4e": (0, 128, 192, 192, 256, "max", 0, 2),
-    "5a": (352, 192, 320, 160, 224, "avg", 128, 1), "5b": (352, 192, 320, 192, 224, "max", 128, 1),
+  "3a": (64, 64, 64, 64, 96, "avg", 32, 1),
+  "3b": (64, 64, 96, 64, 96, "avg", 64, 1),
+  "3c": (0, 128, 160, 64, 96, "max", 0, 2),
+  "4a": (224, 64, 96, 96, 128, "avg", 128, 1),
+  "4b": (192, 96, 128, 96, 128, "avg", 128, 1),
+  "4c": (160, 128, 160, 128, 160, "avg", 128, 1),
+  "4d": (96, 128, 192, 160, 192, "avg", 128, 1),
+  "4e": (0, 128, 192, 192, 256, "max", 0, 2),
+  "5a": (352, 192, 320, 160, 224, "avg", 128, 1),
+  "5b": (352, 192, 320, 192, 224, "max", 128, 1),
 }
 
 # No initialisation is published for BN-Inception; He et al.'s, as the other BatchNorm families here use.
@@ -73,7 +77,8 @@ class BNInceptionModule(nn.Module):
   def __call__(self, x, train: bool):
     ones, reduce3, conv3, reduce_double, double, pool, proj, strides = self.spec
     conv = lambda features, kernel, name, inputs, stride=1: self.conv_block(
-        features, kernel, stride, kernel // 2, name=name)(inputs, train)
+      features, kernel, stride, kernel // 2, name=name
+    )(inputs, train)
     branches = [conv(ones, 1, "1x1", x)] if ones else []
     branches.append(conv(conv3, 3, "3x3", conv(reduce3, 1, "3x3_reduce", x), strides))
     y = conv(double, 3, "double_3x3_1", conv(reduce_double, 1, "double_3x3_reduce", x))
@@ -207,14 +212,14 @@ class InceptionAux(nn.Module):
     x = nn.avg_pool(x, (5, 5), (3, 3)) if min(x.shape[1:3]) >= 17 else adaptive_avg_pool(x, 5)
     x = self.conv_block(128, 1, name="conv0")(x, train)
     x = self.conv_block(768, 5, kernel_init=torch_trunc_normal(0.01), name="conv1")(x, train)
-    x = nn.Dense(self.num_classes, kernel_init=torch_trunc_normal(0.001), dtype=self.dtype,
-                 name="fc")(jnp.mean(x, axis=(1, 2)))
+    x = nn.Dense(self.num_classes, kernel_init=torch_trunc_normal(0.001), dtype=self.dtype, name="fc")(
+      jnp.mean(x, axis=(1, 2))
+    )
     sow_aux_logits(self, x)
 
 
 # torchvision's count, with its auxiliary head, and its "GFLOPS".
-@register("inception_v3", native_input=(299, 299, 3), params=27_161_264, multiply_adds=5.713,
-          small=((75, 75, 3), {}))
+@register("inception_v3", native_input=(299, 299, 3), params=27_161_264, multiply_adds=5.713, small=((75, 75, 3), {}))
 class Inception3(AuxiliaryClassifiers, nn.Module):
   num_classes: int
   dtype: Any = jnp.float32

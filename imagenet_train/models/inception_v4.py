@@ -77,10 +77,13 @@ class Mixed4a(nn.Module):  # the stem's second split, 1x7 and 7x1 on one side
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         _branch(self.conv, x, "branch0", (64, 1), (96, 3)),
         _branch(self.conv, x, "branch1", (64, 1), (64, (1, 7), 1, "SAME"), (64, (7, 1), 1, "SAME"), (96, 3)),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class Mixed5a(nn.Module):  # the stem's last split: a stride-2 convolution beside max pooling
@@ -96,12 +99,15 @@ class InceptionA(nn.Module):  # Figure 4, 35x35x384
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         self.conv(96, 1, name="branch0")(x),
         _branch(self.conv, x, "branch1", (64, 1), (96, 3, 1, "SAME")),
         _branch(self.conv, x, "branch2", (64, 1), (96, 3, 1, "SAME"), (96, 3, 1, "SAME")),
         self.conv(96, 1, name="branch3.1")(_avg_pool(x)),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class ReductionA(nn.Module):  # Figure 7, 35x35 to 17x17, shared by both networks
@@ -113,11 +119,14 @@ class ReductionA(nn.Module):  # Figure 7, 35x35 to 17x17, shared by both network
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         self.conv(self.n, 3, 2, name="branch0")(x),
         _branch(self.conv, x, "branch1", (self.k, 1), (self.l, 3, 1, "SAME"), (self.m, 3, 2)),
         _max_pool(x),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class InceptionB(nn.Module):  # Figure 5, 17x17x1024
@@ -125,13 +134,24 @@ class InceptionB(nn.Module):  # Figure 5, 17x17x1024
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         self.conv(384, 1, name="branch0")(x),
         _branch(self.conv, x, "branch1", (192, 1), (224, (1, 7), 1, "SAME"), (256, (7, 1), 1, "SAME")),
-        _branch(self.conv, x, "branch2", (192, 1), (192, (7, 1), 1, "SAME"), (224, (1, 7), 1, "SAME"),
-                (224, (7, 1), 1, "SAME"), (256, (1, 7), 1, "SAME")),
+        _branch(
+          self.conv,
+          x,
+          "branch2",
+          (192, 1),
+          (192, (7, 1), 1, "SAME"),
+          (224, (1, 7), 1, "SAME"),
+          (224, (7, 1), 1, "SAME"),
+          (256, (1, 7), 1, "SAME"),
+        ),
         self.conv(128, 1, name="branch3.1")(_avg_pool(x)),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class ReductionB(nn.Module):  # Figure 8, 17x17 to 8x8
@@ -139,11 +159,14 @@ class ReductionB(nn.Module):  # Figure 8, 17x17 to 8x8
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         _branch(self.conv, x, "branch0", (192, 1), (192, 3, 2)),
         _branch(self.conv, x, "branch1", (256, 1), (256, (1, 7), 1, "SAME"), (320, (7, 1), 1, "SAME"), (320, 3, 2)),
         _max_pool(x),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class InceptionC(nn.Module):  # Figure 6, 8x8x1536: two branches fork into 1x3 and 3x1
@@ -155,18 +178,24 @@ class InceptionC(nn.Module):  # Figure 6, 8x8x1536: two branches fork into 1x3 a
     fork1 = conv(384, 1, name="branch1_0")(x)
     fork2 = conv(384, 1, name="branch2_0")(x)
     fork2 = conv(512, (1, 3), 1, "SAME", name="branch2_2")(conv(448, (3, 1), 1, "SAME", name="branch2_1")(fork2))
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         conv(256, 1, name="branch0")(x),
-        conv(256, (1, 3), 1, "SAME", name="branch1_1a")(fork1), conv(256, (3, 1), 1, "SAME", name="branch1_1b")(fork1),
-        conv(256, (1, 3), 1, "SAME", name="branch2_3a")(fork2), conv(256, (3, 1), 1, "SAME", name="branch2_3b")(fork2),
+        conv(256, (1, 3), 1, "SAME", name="branch1_1a")(fork1),
+        conv(256, (3, 1), 1, "SAME", name="branch1_1b")(fork1),
+        conv(256, (1, 3), 1, "SAME", name="branch2_3a")(fork2),
+        conv(256, (3, 1), 1, "SAME", name="branch2_3b")(fork2),
         conv(256, 1, name="branch3.1")(_avg_pool(x)),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 def _check_input(x, model: str):
   if min(x.shape[1:3]) < _MINIMUM:
-    raise ValueError(f"{model} needs inputs of at least {_MINIMUM}x{_MINIMUM} (299 native), "
-                     f"got {x.shape[1]}x{x.shape[2]}")
+    raise ValueError(
+      f"{model} needs inputs of at least {_MINIMUM}x{_MINIMUM} (299 native), got {x.shape[1]}x{x.shape[2]}"
+    )
 
 
 def _classify(x, num_classes, dropout_rate, train, dtype):
@@ -183,10 +212,21 @@ class InceptionV4(nn.Module):
   def __call__(self, x, *, train: bool):
     _check_input(x, "Inception-v4")
     conv = _conv_block(train, self.dtype)
-    stem = [functools.partial(conv, 32, 3, 2), functools.partial(conv, 32, 3),
-            functools.partial(conv, 64, 3, 1, "SAME")]
-    blocks = [Mixed3a, Mixed4a, Mixed5a, *[InceptionA] * 4, functools.partial(ReductionA, k=192, l=224, m=256, n=384),
-              *[InceptionB] * 7, ReductionB, *[InceptionC] * 3]
+    stem = [
+      functools.partial(conv, 32, 3, 2),
+      functools.partial(conv, 32, 3),
+      functools.partial(conv, 64, 3, 1, "SAME"),
+    ]
+    blocks = [
+      Mixed3a,
+      Mixed4a,
+      Mixed5a,
+      *[InceptionA] * 4,
+      functools.partial(ReductionA, k=192, l=224, m=256, n=384),
+      *[InceptionB] * 7,
+      ReductionB,
+      *[InceptionC] * 3,
+    ]
     # Cadene's `features` Sequential numbers the stem's convolutions and the blocks together.
     layers = stem + [functools.partial(block, conv) for block in blocks]
     for index, layer in enumerate(layers):
@@ -199,12 +239,15 @@ class Mixed5b(nn.Module):  # Inception-ResNet-v2's last stem block, 35x35x320
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         self.conv(96, 1, name="branch0")(x),
         _branch(self.conv, x, "branch1", (48, 1), (64, 5, 1, "SAME")),
         _branch(self.conv, x, "branch2", (64, 1), (96, 3, 1, "SAME"), (96, 3, 1, "SAME")),
         self.conv(64, 1, name="branch3.1")(_avg_pool(x)),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class Mixed7a(nn.Module):  # Inception-ResNet-v2's Reduction-B, 17x17 to 8x8
@@ -212,12 +255,15 @@ class Mixed7a(nn.Module):  # Inception-ResNet-v2's Reduction-B, 17x17 to 8x8
 
   @nn.compact
   def __call__(self, x):
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         _branch(self.conv, x, "branch0", (256, 1), (384, 3, 2)),
         _branch(self.conv, x, "branch1", (256, 1), (288, 3, 2)),
         _branch(self.conv, x, "branch2", (256, 1), (288, 3, 1, "SAME"), (320, 3, 2)),
         _max_pool(x),
-    ], axis=-1)
+      ],
+      axis=-1,
+    )
 
 
 class ResidualInception(nn.Module):
@@ -233,18 +279,25 @@ class ResidualInception(nn.Module):
   def __call__(self, x):
     conv = self.conv
     if self.grid == 35:
-      branches = [conv(32, 1, name="branch0")(x),
-                  _branch(conv, x, "branch1", (32, 1), (32, 3, 1, "SAME")),
-                  _branch(conv, x, "branch2", (32, 1), (48, 3, 1, "SAME"), (64, 3, 1, "SAME"))]
+      branches = [
+        conv(32, 1, name="branch0")(x),
+        _branch(conv, x, "branch1", (32, 1), (32, 3, 1, "SAME")),
+        _branch(conv, x, "branch2", (32, 1), (48, 3, 1, "SAME"), (64, 3, 1, "SAME")),
+      ]
     elif self.grid == 17:
-      branches = [conv(192, 1, name="branch0")(x),
-                  _branch(conv, x, "branch1", (128, 1), (160, (1, 7), 1, "SAME"), (192, (7, 1), 1, "SAME"))]
+      branches = [
+        conv(192, 1, name="branch0")(x),
+        _branch(conv, x, "branch1", (128, 1), (160, (1, 7), 1, "SAME"), (192, (7, 1), 1, "SAME")),
+      ]
     else:
-      branches = [conv(192, 1, name="branch0")(x),
-                  _branch(conv, x, "branch1", (192, 1), (224, (1, 3), 1, "SAME"), (256, (3, 1), 1, "SAME"))]
+      branches = [
+        conv(192, 1, name="branch0")(x),
+        _branch(conv, x, "branch1", (192, 1), (224, (1, 3), 1, "SAME"), (256, (3, 1), 1, "SAME")),
+      ]
     # Without BatchNorm, so that the scale acts on the residual itself (the paper's section 3.3).
-    residual = nn.Conv(x.shape[-1], (1, 1), kernel_init=_conv_init, dtype=self.dtype,
-                       name="conv2d")(jnp.concatenate(branches, axis=-1))
+    residual = nn.Conv(x.shape[-1], (1, 1), kernel_init=_conv_init, dtype=self.dtype, name="conv2d")(
+      jnp.concatenate(branches, axis=-1)
+    )
     x = x + self.scale * residual
     return nn.relu(x) if self.activate else x
 
@@ -278,7 +331,9 @@ class InceptionResNetV2(nn.Module):
 
 
 # Counts of the released ports with 1000 classes; multiply-adds are timm's figures for the same ports.
-register("inception_v4", native_input=(299, 299, 3), params=42_679_816, multiply_adds=12.28,
-         small=((75, 75, 3), {}))(InceptionV4)
-register("inception_resnet_v2", native_input=(299, 299, 3), params=55_843_464, multiply_adds=13.16,
-         small=((75, 75, 3), {}))(InceptionResNetV2)
+register("inception_v4", native_input=(299, 299, 3), params=42_679_816, multiply_adds=12.28, small=((75, 75, 3), {}))(
+  InceptionV4
+)
+register(
+  "inception_resnet_v2", native_input=(299, 299, 3), params=55_843_464, multiply_adds=13.16, small=((75, 75, 3), {})
+)(InceptionResNetV2)

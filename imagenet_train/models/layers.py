@@ -38,13 +38,15 @@ def adaptive_avg_pool(x, size: int):
   for axis in (1, 2):
     n = x.shape[axis]
     if n % size == 0:  # equal blocks, or nothing to do: one reduction
-      shape = x.shape[:axis] + (size, n // size) + x.shape[axis + 1:]
+      shape = x.shape[:axis] + (size, n // size) + x.shape[axis + 1 :]
       x = x.reshape(shape).mean(axis + 1)
     elif size % n == 0:  # each row repeated
       x = jnp.repeat(x, size // n, axis=axis)
     else:
-      cells = [jax.lax.slice_in_dim(x, i * n // size, -(-(i + 1) * n // size), axis=axis).mean(axis, keepdims=True)
-               for i in range(size)]
+      cells = [
+        jax.lax.slice_in_dim(x, i * n // size, -(-(i + 1) * n // size), axis=axis).mean(axis, keepdims=True)
+        for i in range(size)
+      ]
       x = jnp.concatenate(cells, axis)
   return x
 
@@ -80,8 +82,7 @@ def spatial_pyramid_pool(x, levels: Sequence[int]):
   return jnp.concatenate(pooled, axis=-1)
 
 
-def local_response_norm(x, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
-                        groups: int = 1):
+def local_response_norm(x, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, groups: int = 1):
   """Krizhevsky et al.'s cross-channel normalisation, b = a / (k + alpha * sum a^2)^beta.
 
   The sum runs over `size` adjacent channels centred on each one, as in the AlexNet paper's
@@ -150,11 +151,21 @@ class BasicConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     kernel = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-    x = nn.Conv(self.features, kernel, self.strides, padding=self.padding, use_bias=self.epsilon is None,
-                kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype, name="conv")(x)
+    x = nn.Conv(
+      self.features,
+      kernel,
+      self.strides,
+      padding=self.padding,
+      use_bias=self.epsilon is None,
+      kernel_init=self.kernel_init,
+      bias_init=self.bias_init,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
     if self.epsilon is not None:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=self.dtype,
-                       name="bn")(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=self.dtype, name="bn")(
+        x
+      )
     return nn.relu(x)
 
 

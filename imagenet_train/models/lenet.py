@@ -20,8 +20,14 @@ _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
 # Multiply-adds by hand: 117,600 + 240,000 + 48,000 + 10,080 + 840.
-@register("lenet5", native_input=(32, 32, 1), native_classes=10, params=61_706, multiply_adds=416_520e-9,
-          small=((28, 28, 1), {}))
+@register(
+  "lenet5",
+  native_input=(32, 32, 1),
+  native_classes=10,
+  params=61_706,
+  multiply_adds=416_520e-9,
+  small=((28, 28, 1), {}),
+)
 class LeNet5(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32

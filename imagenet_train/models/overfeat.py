@@ -32,12 +32,25 @@ from imagenet_train.models import check_range, register
 
 # Per convolution: (features, kernel, stride, padding, pooling window and stride or 0 for none).
 _CONFIGS = {
-    "fast": dict(input_size=231, head_kernel=6, hidden=(3072, 4096),
-                 convs=((96, 11, 4, 0, 2), (256, 5, 1, 0, 2), (512, 3, 1, 1, 0), (1024, 3, 1, 1, 0),
-                        (1024, 3, 1, 1, 2))),
-    "accurate": dict(input_size=221, head_kernel=5, hidden=(4096, 4096),
-                     convs=((96, 7, 2, 0, 3), (256, 7, 1, 0, 2), (512, 3, 1, 1, 0), (512, 3, 1, 1, 0),
-                            (1024, 3, 1, 1, 0), (1024, 3, 1, 1, 3))),
+  "fast": dict(
+    input_size=231,
+    head_kernel=6,
+    hidden=(3072, 4096),
+    convs=((96, 11, 4, 0, 2), (256, 5, 1, 0, 2), (512, 3, 1, 1, 0), (1024, 3, 1, 1, 0), (1024, 3, 1, 1, 2)),
+  ),
+  "accurate": dict(
+    input_size=221,
+    head_kernel=5,
+    hidden=(4096, 4096),
+    convs=(
+      (96, 7, 2, 0, 3),
+      (256, 7, 1, 0, 2),
+      (512, 3, 1, 1, 0),
+      (512, 3, 1, 1, 0),
+      (1024, 3, 1, 1, 0),
+      (1024, 3, 1, 1, 3),
+    ),
+  ),
 }
 
 
@@ -58,8 +71,9 @@ class OverFeat(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < self.input_size:
-      raise ValueError(f"OverFeat needs inputs of at least {self.input_size}x{self.input_size}, got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"OverFeat needs inputs of at least {self.input_size}x{self.input_size}, got {x.shape[1]}x{x.shape[2]}"
+      )
     width = lambda features: max(1, int(features * self.width_multiplier))
     conv = functools.partial(nn.Conv, dtype=self.dtype, padding="VALID", kernel_init=nn.initializers.normal(0.01))
     for index, (features, kernel, stride, padding, pool) in enumerate(self.convs, start=1):
@@ -76,6 +90,8 @@ class OverFeat(nn.Module):
 
 _SMALL = ((231, 231, 3), {"width_multiplier": 1 / 32})
 register("overfeat_fast", native_input=(231, 231, 3), params=145_920_872, multiply_adds=2.801, small=_SMALL)(
-    functools.partial(OverFeat, **_CONFIGS["fast"]))
+  functools.partial(OverFeat, **_CONFIGS["fast"])
+)
 register("overfeat_accurate", native_input=(221, 221, 3), params=144_656_488, multiply_adds=5.355, small=_SMALL)(
-    functools.partial(OverFeat, **_CONFIGS["accurate"]))
+  functools.partial(OverFeat, **_CONFIGS["accurate"])
+)

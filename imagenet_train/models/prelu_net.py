@@ -85,8 +85,9 @@ class PReLUNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
-      raise ValueError(f"PReLU-net needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"PReLU-net needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     width = lambda features: max(1, int(features * self.width_multiplier))
     conv = functools.partial(nn.Conv, dtype=self.dtype, kernel_init=_conv_init)
     x = PReLU(name="prelu1")(conv(width(96), (7, 7), 2, padding=3, name="conv1")(x))
@@ -110,4 +111,5 @@ class PReLUNet(nn.Module):
 # multiply-adds agree with the paper's complexity row: He et al. 2015, Table 3 (arXiv v1 text),
 # model C, 5.30e10.
 register("prelu_net_c", params=330_623_944, multiply_adds=53.0, small=((32, 32, 3), {"width_multiplier": 1 / 16}))(
-    functools.partial(PReLUNet, stages=_MODEL_C))
+  functools.partial(PReLUNet, stages=_MODEL_C)
+)

@@ -44,8 +44,15 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 def _conv(features, kernel, strides=1, **kwargs):
   """A bias-free convolution padded as torch pads it, k // 2 on every side."""
-  return nn.Conv(features, kernel, strides, padding=[(k // 2, k // 2) for k in kernel], use_bias=False,
-                 kernel_init=_conv_init, **kwargs)
+  return nn.Conv(
+    features,
+    kernel,
+    strides,
+    padding=[(k // 2, k // 2) for k in kernel],
+    use_bias=False,
+    kernel_init=_conv_init,
+    **kwargs,
+  )
 
 
 class ResidualBlock(nn.Module):
@@ -85,12 +92,11 @@ class ResidualBlock(nn.Module):
     shortcut = x
     if self.shortcut == "C" or x.shape != y.shape:
       if self.shortcut == "A":
-        shortcut = x[:, ::self.strides, ::self.strides, :]
+        shortcut = x[:, :: self.strides, :: self.strides, :]
         shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (0, y.shape[-1] - x.shape[-1])))
       else:
         kernel = (self.shortcut_kernel,) * 2 if self.strides > 1 else (1, 1)
-        shortcut = self.norm(name="downsample.1")(
-            self.conv(y.shape[-1], kernel, self.strides, name="downsample.0")(x))
+        shortcut = self.norm(name="downsample.1")(self.conv(y.shape[-1], kernel, self.strides, name="downsample.0")(x))
     return self.act()(shortcut + y)
 
 
@@ -128,11 +134,11 @@ class ResNet(nn.Module):
   def __call__(self, x, *, train: bool):
     minimum = 8 if self.stem == "small" else 32
     if min(x.shape[1:3]) < minimum:
-      raise ValueError(f"ResNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum}, "
-                       f"got {x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"ResNet with the {self.stem} stem needs inputs of at least {minimum}x{minimum}, got {x.shape[1]}x{x.shape[2]}"
+      )
     conv = functools.partial(_conv, dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
     act = (lambda: nn.relu) if self.activation == "relu" else PReLU
     if self.stem == "deep":
       for index, (features, strides) in enumerate(((self.width, 2), (self.width, 1), (2 * self.width, 1)), 1):
@@ -146,26 +152,56 @@ class ResNet(nn.Module):
     last_norm_init = nn.initializers.zeros if self.zero_init_last_norm else nn.initializers.ones
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
-        x = ResidualBlock(features=self.width * 2**stage, strides=2 if stage > 0 and block == 0 else 1,
-                          bottleneck=self.bottleneck, stride_on=self.stride_on, shortcut=self.shortcut,
-                          groups=self.groups, group_width=self.group_width, se_reduction=self.se_reduction,
-                          first_width=self.first_width, shortcut_kernel=self.shortcut_kernel, conv=conv,
-                          norm=norm, act=act, last_norm_init=last_norm_init, dtype=self.dtype,
-                          name=f"layer{stage + 1}.{block}")(x)
+        x = ResidualBlock(
+          features=self.width * 2**stage,
+          strides=2 if stage > 0 and block == 0 else 1,
+          bottleneck=self.bottleneck,
+          stride_on=self.stride_on,
+          shortcut=self.shortcut,
+          groups=self.groups,
+          group_width=self.group_width,
+          se_reduction=self.se_reduction,
+          first_width=self.first_width,
+          shortcut_kernel=self.shortcut_kernel,
+          conv=conv,
+          norm=norm,
+          act=act,
+          last_norm_init=last_norm_init,
+          dtype=self.dtype,
+          name=f"layer{stage + 1}.{block}",
+        )(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.mean(x, axis=(1, 2)))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
-_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
-           101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
+_DEPTHS = {
+  18: ([2, 2, 2, 2], False),
+  34: ([3, 4, 6, 3], False),
+  50: ([3, 4, 6, 3], True),
+  101: ([3, 4, 23, 3], True),
+  152: ([3, 8, 36, 3], True),
+}
 
 
-def _resnet(depth: int, groups: int = 1, group_width: int = 64, se_reduction: int = 0, first_width: float = 1.0,
-            shortcut_kernel: int = 1):
+def _resnet(
+  depth: int,
+  groups: int = 1,
+  group_width: int = 64,
+  se_reduction: int = 0,
+  first_width: float = 1.0,
+  shortcut_kernel: int = 1,
+):
   stage_sizes, bottleneck = _DEPTHS[depth]
-  return functools.partial(ResNet, stage_sizes=stage_sizes, bottleneck=bottleneck, groups=groups,
-                           group_width=group_width, se_reduction=se_reduction, first_width=first_width,
-                           shortcut_kernel=shortcut_kernel)
+  return functools.partial(
+    ResNet,
+    stage_sizes=stage_sizes,
+    bottleneck=bottleneck,
+    groups=groups,
+    group_width=group_width,
+    se_reduction=se_reduction,
+    first_width=first_width,
+    shortcut_kernel=shortcut_kernel,
+  )
 
 
 # Counts at 224 with 1000 classes and multiply-adds (G): counted by models.counting, as
@@ -173,23 +209,38 @@ def _resnet(depth: int, groups: int = 1, group_width: int = 64, se_reduction: in
 _SMALL = ((32, 32, 3), {"stem": "small", "width": 4})
 _SMALL_GROUPED = ((32, 32, 3), {"stem": "small", "width": 16})  # 16: each group keeps a channel
 _SMALL_SE = ((32, 32, 3), {"stem": "small", "width": 16})  # width 16: SE's C/16 must be at least 1
-for _depth, _params, _multiply_adds in ((18, 11_689_512, 1.814), (34, 21_797_672, 3.664), (50, 25_557_032, 4.089),
-                                        (101, 44_549_160, 7.801), (152, 60_192_808, 11.514)):
+for _depth, _params, _multiply_adds in (
+  (18, 11_689_512, 1.814),
+  (34, 21_797_672, 3.664),
+  (50, 25_557_032, 4.089),
+  (101, 44_549_160, 7.801),
+  (152, 60_192_808, 11.514),
+):
   register(f"resnet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL)(_resnet(_depth))
 for _depth, _groups, _group_width, _params, _multiply_adds in (
-    (50, 32, 4, 25_028_904, 4.230), (101, 32, 4, 44_177_704, 7.97), (101, 32, 8, 88_791_336, 16.414),
-    (101, 64, 4, 83_455_272, 15.46)):
-  register(f"resnext{_depth}_{_groups}x{_group_width}d", params=_params, multiply_adds=_multiply_adds,
-           small=_SMALL_GROUPED)(_resnet(_depth, _groups, _group_width))
+  (50, 32, 4, 25_028_904, 4.230),
+  (101, 32, 4, 44_177_704, 7.97),
+  (101, 32, 8, 88_791_336, 16.414),
+  (101, 64, 4, 83_455_272, 15.46),
+):
+  register(
+    f"resnext{_depth}_{_groups}x{_group_width}d", params=_params, multiply_adds=_multiply_adds, small=_SMALL_GROUPED
+  )(_resnet(_depth, _groups, _group_width))
 # SE-ResNet's FLOP counts match v1 striding (the stride on the first 1x1), so that is its
 # default; SE-ResNeXt keeps ResNeXt's stride on the 3x3. Multiply-adds: the SENet paper's
 # Table 2 (v1 striding for SE-ResNet), and timm's figure for SENet-154.
 for _depth, _params, _multiply_adds in ((50, 28_088_024, 3.87), (101, 49_326_872, 7.60), (152, 66_821_848, 11.32)):
-  register(f"se_resnet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL_SE,
-           defaults=dict(stride_on="1x1"))(_resnet(_depth, se_reduction=16))
+  register(
+    f"se_resnet{_depth}", params=_params, multiply_adds=_multiply_adds, small=_SMALL_SE, defaults=dict(stride_on="1x1")
+  )(_resnet(_depth, se_reduction=16))
 for _depth, _params, _multiply_adds in ((50, 27_559_896, 4.25), (101, 48_955_416, 8.00)):
   register(f"se_resnext{_depth}_32x4d", params=_params, multiply_adds=_multiply_adds, small=_SMALL_SE)(
-      _resnet(_depth, 32, 4, se_reduction=16))
-register("senet154", params=115_088_984, multiply_adds=20.77, small=((32, 32, 3), {"width": 32}),  # 64 groups
-         defaults=dict(stem="deep", dropout_rate=0.2))(
-             _resnet(152, 64, 4, se_reduction=16, first_width=0.5, shortcut_kernel=3))
+    _resnet(_depth, 32, 4, se_reduction=16)
+  )
+register(
+  "senet154",
+  params=115_088_984,
+  multiply_adds=20.77,
+  small=((32, 32, 3), {"width": 32}),  # 64 groups
+  defaults=dict(stem="deep", dropout_rate=0.2),
+)(_resnet(152, 64, 4, se_reduction=16, first_width=0.5, shortcut_kernel=3))

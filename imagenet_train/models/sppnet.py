@@ -33,8 +33,12 @@ _LEVELS = (6, 3, 2, 1)
 
 # ZFNet's convolutions, then 6x6+3x3+2x2+1x1 bins of 256 maps into FC-4096; its multiply-adds are
 # ZFNet's with FC6 reading the pyramid's 50 bins.
-@register("sppnet", params=62_357_608 + (50 * 256 - 6 * 6 * 256) * 4096,
-          multiply_adds=1.17 + (50 * 256 - 6 * 6 * 256) * 4096e-9, small=((39, 39, 3), {}))
+@register(
+  "sppnet",
+  params=62_357_608 + (50 * 256 - 6 * 6 * 256) * 4096,
+  multiply_adds=1.17 + (50 * 256 - 6 * 6 * 256) * 4096e-9,
+  small=((39, 39, 3), {}),
+)
 class SPPNet(nn.Module):
   num_classes: int
   dtype: Any = jnp.float32
@@ -43,8 +47,8 @@ class SPPNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
-      raise ValueError(f"SPP-net needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"SPP-net needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     x = spatial_pyramid_pool(zf_features(x, dtype=self.dtype, norm_before_pool=True), _LEVELS)
-    return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate,
-                         train=train)
+    return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate, train=train)

@@ -79,9 +79,9 @@ class ZFNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if min(x.shape[1:3]) < _MIN_SIZE:
-      raise ValueError(f"ZFNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got "
-                       f"{x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"ZFNet needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE} (224 native), got {x.shape[1]}x{x.shape[2]}"
+      )
     x = zf_features(x, dtype=self.dtype, widths=(512, 1024, 512) if self.wide else (384, 384, 256))
     x = flatten_channel_major(adaptive_avg_pool(max_pool_ceil(x, 3, 2), 6))  # 6x6 at 224: a plain flatten
-    return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate,
-                         train=train)
+    return zf_classifier(x, num_classes=self.num_classes, dtype=self.dtype, dropout_rate=self.dropout_rate, train=train)
