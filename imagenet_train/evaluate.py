@@ -185,6 +185,17 @@ class Scorer:
     batch_size = max(1, views_budget // self._views[spec] // devices) * devices
     return _fixed_size_batches(pipeline.eval_batches(self.setup.builder, data, local_batch_size=batch_size, **where))
 
+  def _probabilities(self, variables, images: np.ndarray, spec: str):
+    try:
+      return self.probabilities_fn(variables, jax.device_put(images, self.images_sharding))
+    except ValueError as error:  # models reject inputs they cannot read, naming the minimum
+      height, width = images.shape[2:4]
+      raise UserError(
+        f"model {self.setup.config.model!r} cannot score the {height}x{width} views of the "
+        f"{self.protocol.name} protocol ({spec}): {str(error).splitlines()[0]}; change the evaluation block's "
+        "sizes (--config.evaluation.crop, .resize, .scales)"
+      ) from None
+
   def score(self, state: state_lib.TrainState) -> Scores:
     """Every eval image's averaged probabilities, gathered from all processes."""
     c = self.setup.config
@@ -192,13 +203,7 @@ class Scorer:
     total, labels, views = None, None, 0
     for spec in self.specs:
       dispatched = (
-        (
-          self.probabilities_fn(variables, jax.device_put(images, self.images_sharding)),
-          batch_labels,
-          mask,
-          indices,
-          images.shape[1],
-        )
+        (self._probabilities(variables, images, spec), batch_labels, mask, indices, images.shape[1])
         for images, batch_labels, mask, indices in self._batches(spec)
       )
       pass_probabilities, pass_labels, pass_indices, pass_views = [], [], [], 0

@@ -274,6 +274,11 @@ def test_evaluate_protocol_writes_results_and_bad_protocols_are_one_line(fake_im
 
   assert_user_error(*run_cli("evaluate", *args, "--protocol=12crop"), "unknown protocol '12crop'", "10crop")
   assert_user_error(*run_cli("evaluate", *args, "--protocol=dense"), "cannot run dense evaluation", "lenet5")
+  assert_user_error(
+    *run_cli("evaluate", *args, "--protocol=10crop", "--config.evaluation.crop=16"),
+    "cannot score the 16x16 views of the 10crop protocol",
+    "--config.evaluation.crop",
+  )
 
 
 # A protocol registered from the test, at 28 pixels: here, and in the CLI's process below.
