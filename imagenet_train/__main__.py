@@ -19,8 +19,11 @@ one line on stderr naming the problem and the fix, with exit status 2 (1 for a N
 
 import json
 import os
+import re
 import sys
+import traceback
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -125,18 +128,59 @@ def _fail(message: str, exit_code: int = 2):
   sys.exit(exit_code)
 
 
+def _config_file(argv) -> str | None:
+  """The config file named on the command line, without its `:argument`."""
+  given = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")), None)
+  return given and given.split(":", 1)[0]
+
+
+def _config_file_error(error: BaseException, path: str | None) -> str | None:
+  """One line for an exception raised while the config file at `path` loaded (the user's code), naming the file,
+  its line and the reason; None when the exception did not come from loading it."""
+  if path is None:
+    return None
+  where = os.path.abspath(path)
+  if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) == where:
+    return f"cannot load config file {path}, line {error.lineno}: {error.msg}"
+  if isinstance(error, AttributeError) and error.name == "get_config":
+    return f"config file {path} defines no get_config(): define `def get_config(arg=None)` returning a ConfigDict"
+  lines = [
+    frame.lineno for frame in traceback.extract_tb(error.__traceback__) if os.path.abspath(frame.filename) == where
+  ]
+  if not lines:
+    return None
+  reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+  return f"cannot load config file {path}, line {lines[-1]}: {reason}"
+
+
+def _no_field_error(error: BaseException, argv) -> str:
+  """ml_collections' refusal of an override naming no field, as a sentence: its message is the field, quoted,
+  then perhaps a line suggesting a near name."""
+  while error.args and isinstance(error.args[0], BaseException):  # an AttributeError around the KeyError
+    error = error.args[0]
+  field, *suggestion = str(error.args[0] if error.args else error).split("\n")
+  field = field.strip("\"'")
+  flag = next(
+    (arg.split("=")[0] for arg in argv if arg.startswith("--config.") and arg.split("=")[0].split(".")[-1] == field),
+    f"--config.{field}",
+  )
+  near = re.search(r'"([^"]+)"', suggestion[0]) if suggestion else None  # 'Did you mean "X" instead of "Y"?'
+  hint = f"did you mean {near.group(1)}? Otherwise check" if near else "check"
+  return f"the config has no field {flag[len('--config.') :]} ({flag}): {hint} its spelling against the config file"
+
+
 def _parse_flags(argv):
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as error:
     _fail(f"{error} (see --helpfull)")
-  except (AttributeError, KeyError) as error:  # ml_collections: an override names no config field
-    field = str(error).strip("\"'")
-    flag = next(
-      (arg.split("=")[0] for arg in argv if arg.startswith("--config.") and arg.split("=")[0].split(".")[-1] == field),
-      f"--config.{field}",
-    )
-    _fail(f"the config has no field {flag[len('--config.') :]!r} ({flag}): check its spelling against the config file")
+  except Exception as error:  # the config file runs here: any mistake in it is the user's
+    message = _config_file_error(error, _config_file(argv))
+    if message is None and isinstance(error, (AttributeError, KeyError)):  # an override naming no config field
+      message = _no_field_error(error, argv)
+    if message is None:
+      raise
+    _fail(message)
   if len(rest) != 2 or rest[1] not in COMMANDS:
     _fail(f"expected one command, one of {', '.join(COMMANDS)}; got {' '.join(rest[1:]) or 'none'}")
   return rest
@@ -144,14 +188,22 @@ def _parse_flags(argv):
 
 def _config(workdir_flag: str = "workdir"):
   config = _CONFIG.value
+  path = flags.FLAGS["config"].config_filename if flags.FLAGS["config"].present else None
   try:
     config.keys()  # config_flags defers the error of a file that failed to load until first use
   except OSError as error:
-    _fail(f"cannot load config file {flags.FLAGS['config'].config_filename}: {str(error).splitlines()[-1].strip()}")
+    _fail(f"cannot load config file {path}: {str(error).splitlines()[-1].strip()}")
   except AttributeError:
     pass
+  if config is None and path:
+    _fail(f"get_config() in {path} returned None: end it with `return config`, an ml_collections.ConfigDict")
   if config is None:
     _fail("--config is required: pass --config=configs/default.py (or another file in configs/)")
+  if not isinstance(config, ml_collections.ConfigDict):
+    _fail(
+      f"get_config() in {path} returned a {type(config).__name__}, not an ml_collections.ConfigDict: build the "
+      "config with ml_collections.ConfigDict (configs/default.py shows how)"
+    )
   if not flags.FLAGS[workdir_flag].value:
     _fail(f"--{workdir_flag} is required: pass --{workdir_flag}=DIR for checkpoints and metrics")
   return config

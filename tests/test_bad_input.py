@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from imagenet_train import checkpoint, train
 
 from conftest import REPO, xla_flags
@@ -47,7 +49,46 @@ def test_unknown_model_names_the_closest(config, tmp_path):
 
 
 def test_unknown_config_field(config, tmp_path):
-  assert_user_error(*run_cli(*train_args(config, tmp_path, "--config.learning_rat=0.1")), "no field", "learning_rat")
+  # A plain sentence: no quotes escaped, no literal \n, the near name suggested.
+  assert_user_error(
+    *run_cli(*train_args(config, tmp_path, "--config.learning_rat=0.1")),
+    "the config has no field learning_rat (--config.learning_rat): did you mean learning_rate?",
+  )
+  assert_user_error(
+    *run_cli(*train_args(config, tmp_path, "--config.data.pp_tran=decode")),
+    "no field data.pp_tran (--config.data.pp_tran): did you mean pp_train?",
+  )
+
+
+# Config files that fail to load: (file text, what the one line must say beside the file's path).
+BAD_CONFIG_FILES = {
+  "syntax_error": ("def get_config(:\n  pass\n", ["line 1: invalid syntax"]),
+  "raises": ("def get_config():\n  raise RuntimeError('boom')\n", ["line 2: RuntimeError: boom"]),
+  "failed_import": ("import no_such_module_anywhere\n", ["line 1: ModuleNotFoundError", "no_such_module_anywhere"]),
+  "returns_a_dict": ("def get_config():\n  return {'model': 'lenet5'}\n", ["returned a dict, not an"]),
+  "returns_nothing": ("def get_config():\n  pass\n", ["returned None: end it with `return config`"]),
+  "empty": ("", ["defines no get_config()"]),
+  "without_get_config": ("X = 1\n", ["defines no get_config()"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIG_FILES))
+def test_a_config_file_that_fails_to_load_is_one_line_naming_it(case, tmp_path):
+  text, phrases = BAD_CONFIG_FILES[case]
+  path = tmp_path / f"{case}.py"
+  path.write_text(text)
+  workdir = tmp_path / "workdir"
+  assert_user_error(*run_cli("train", f"--config={path}", f"--workdir={workdir}"), str(path), *phrases)
+  assert not workdir.exists()
+
+
+def test_a_bad_config_argument_names_the_file_and_the_choices(tmp_path):
+  assert_user_error(
+    *run_cli("train", "--config=configs/resnet.py:51", f"--workdir={tmp_path / 'w'}"),
+    "cannot load config file configs/resnet.py, line ",
+    "config argument depth=51 is not one of 18, 34, 50, 101, 152",
+  )
+  assert not (tmp_path / "w").exists()
 
 
 def test_missing_config_file(tmp_path):
