@@ -97,12 +97,8 @@ def _probabilities_fn(setup: state_lib.Setup, mesh, flip: bool):
       p = p.reshape(2, batch * views, -1).mean(0)
     return p.reshape(batch, views, -1).mean(1)
 
-  data = _images_sharding(mesh)
+  data = sharding.batch_sharding(mesh)
   return jax.jit(probabilities, in_shardings=(NamedSharding(mesh, PartitionSpec()), data), out_shardings=data)
-
-
-def _images_sharding(mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
 
 
 def _batches_of(examples, batch_size: int):
@@ -164,7 +160,7 @@ class Scorer:
     self.flip = self.protocol.whole_images and setup.config.evaluation.flip
     self.probabilities_fn = _probabilities_fn(setup, self.mesh, self.flip)
     # Placed explicitly: with several processes, jit takes no host array for a sharded argument.
-    self.images_sharding = _images_sharding(self.mesh)
+    self.images_sharding = sharding.batch_sharding(self.mesh)
     self._views: dict[str, int] = {}  # per spec, the views it stacks per image
     self.specs = protocols.specs(setup.config, protocol)
 
