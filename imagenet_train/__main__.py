@@ -17,7 +17,6 @@ Config fields are overridden as `--config.batch_size=512`. A mistake the user ca
 one line on stderr naming the problem and the fix, with exit status 2 (1 for a NaN stop).
 """
 
-import json
 import os
 import re
 import sys
@@ -27,14 +26,19 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from imagenet_train import protocols
+from imagenet_train import protocols, write_errors
+from imagenet_train.config import schema
 from imagenet_train.errors import UserError
 
 COMMANDS = ("prepare", "train", "evaluate", "models", "import-weights", "sweep", "report")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :argument.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the summary.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "evaluate: latest, best, or a step number.")
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint",
+  "latest",
+  "evaluate: latest, best, or a step number. train: latest, or a step to resume from (the newer ones set aside).",
+)
 _FROM = flags.DEFINE_string("from", None, "import-weights: a PyTorch state_dict, .safetensors or .pth.")
 _MODEL = flags.DEFINE_string(
   "model",
@@ -134,6 +138,11 @@ def _config_file(argv) -> str | None:
   return given and given.split(":", 1)[0]
 
 
+def _unloadable_config_file(error: OSError, path: str | None) -> str:
+  """config_flags' report of a config file it could not open; its last line is the reason."""
+  return f"cannot load config file {path}: {str(error).splitlines()[-1].strip()}"
+
+
 def _config_file_error(error: BaseException, path: str | None) -> str | None:
   """One line for an exception raised while the config file at `path` loaded (the user's code), naming the file,
   its line and the reason; None when the exception did not come from loading it."""
@@ -153,6 +162,14 @@ def _config_file_error(error: BaseException, path: str | None) -> str | None:
   return f"cannot load config file {path}, line {lines[-1]}: {reason}"
 
 
+def _wrapped_config_file_error(error: flags.Error, argv) -> str | None:
+  """One line for a ValueError or TypeError raised while the config file loaded: config_flags re-raises it with the
+  traceback as its text, and absl wraps that in a flag error; the user's own exception is the chain's last."""
+  while error.__context__ is not None:
+    error = error.__context__
+  return _config_file_error(error, _config_file(argv))
+
+
 def _no_field_error(error: BaseException, argv) -> str:
   """ml_collections' refusal of an override naming no field, as a sentence: its message is the field, quoted,
   then perhaps a line suggesting a near name."""
@@ -169,13 +186,37 @@ def _no_field_error(error: BaseException, argv) -> str:
   return f"the config has no field {flag[len('--config.') :]} ({flag}): {hint} its spelling against the config file"
 
 
+_OVERRIDE_KINDS = {bool: "True or False", int: "a whole number", float: "a number", tuple: "a tuple such as '(1, 2)'"}
+
+
+def _override_value_error(error: flags.Error) -> str | None:
+  """absl's refusal of a `--config.FIELD=VALUE` its field's type cannot parse, as a sentence naming the type and
+  an example (the config's own value); None for other flags."""
+  given = re.match(r"flag --config\.([\w.]+)=(.*?): ", str(error))
+  loaded = flags.FLAGS["config"].value if given else None
+  if loaded is None:
+    return None
+  field, value = given.groups()
+  example = loaded
+  for part in field.split("."):
+    example = example[part] if part in example else None
+    if example is None:
+      return None
+  kind = next((text for kind, text in _OVERRIDE_KINDS.items() if type(example) is kind), None)
+  if kind is None:
+    return None
+  return schema.field_error(field, value, kind, example).args[0]
+
+
 def _parse_flags(argv):
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as error:
-    _fail(f"{error} (see --helpfull)")
+    _fail(_override_value_error(error) or _wrapped_config_file_error(error, argv) or f"{error} (see --helpfull)")
   except Exception as error:  # the config file runs here: any mistake in it is the user's
     message = _config_file_error(error, _config_file(argv))
+    if message is None and isinstance(error, OSError):  # an override applied to a file that failed to load
+      message = _unloadable_config_file(error, _config_file(argv))
     if message is None and isinstance(error, (AttributeError, KeyError)):  # an override naming no config field
       message = _no_field_error(error, argv)
     if message is None:
@@ -192,7 +233,7 @@ def _config(workdir_flag: str = "workdir"):
   try:
     config.keys()  # config_flags defers the error of a file that failed to load until first use
   except OSError as error:
-    _fail(f"cannot load config file {path}: {str(error).splitlines()[-1].strip()}")
+    _fail(_unloadable_config_file(error, path))
   except AttributeError:
     pass
   if config is None and path:
@@ -206,14 +247,8 @@ def _config(workdir_flag: str = "workdir"):
     )
   if not flags.FLAGS[workdir_flag].value:
     _fail(f"--{workdir_flag} is required: pass --{workdir_flag}=DIR for checkpoints and metrics")
+  schema.check(config)  # every value, before anything runs or is written
   return config
-
-
-def _write_json(path: str, results: dict):
-  """Writes `results` to a local or bucket (gs://) path."""
-  from etils import epath
-
-  epath.Path(path).write_text(json.dumps(results, indent=2))
 
 
 def _print_results(title: str, results: dict):
@@ -264,26 +299,59 @@ def _is_main_process() -> bool:
 
 
 def _train():
-  from imagenet_train import results, train
+  from imagenet_train import train
 
   config = _config()
+  resume_from = _resume_step()
   _start_processes()
-  summary = train.train_and_evaluate(config, _WORKDIR.value)
-  if summary and _is_main_process():
-    _write_json(os.path.join(_WORKDIR.value, "summary.json"), summary)
-    split = config.data.eval_split
-    _print_results(
-      "Training finished:",
-      {
-        f"{split} top-1 error %": summary.get(results.scalar_key(results.RAW, "top1_error"), float("nan")),
-        f"{split} top-5 error %": summary.get(results.scalar_key(results.RAW, "top5_error"), float("nan")),
-        f"{split} log loss": summary.get(results.scalar_key(results.RAW, "log_loss"), float("nan")),
-        "steps": summary["steps"],
-        "wall time (s)": summary["wall_time_s"],
-        "of which evaluation (s)": summary["eval_time_s"],
-        "training images/s": summary["train_images_per_second"],
-      },
-    )
+  try:
+    summary = train.train_and_evaluate(config, _WORKDIR.value, resume_from=resume_from)
+  except train.AlreadyFinished as finished:
+    if _is_main_process():
+      _print_finished(config, finished)
+    return
+  if _is_main_process():
+    _print_summary("Training finished:", config, summary)
+
+
+def _resume_step() -> int | None:
+  """train's --checkpoint: None for the newest, else the step to resume from."""
+  which = _CHECKPOINT.value
+  if which == "latest":
+    return None
+  if not which.isdigit():
+    _fail(f"--checkpoint={which}: train resumes from `latest` (the default) or a step number, e.g. --checkpoint=2000")
+  return int(which)
+
+
+def _print_finished(config, finished) -> None:
+  """A rerun of a finished run: its results as it saved them; nothing is trained or written."""
+  from imagenet_train import train
+
+  past = " past the config's last step" if finished.step > finished.total_steps else ""
+  print(f"Nothing to train: {finished}{past}.")
+  if finished.summary is None:
+    print(f"It wrote no {train.SUMMARY}: score its checkpoint with `python -m imagenet_train evaluate`.")
+  else:
+    _print_summary(f"Its results ({os.path.join(_WORKDIR.value, train.SUMMARY)}):", config, finished.summary)
+
+
+def _print_summary(title: str, config, summary: dict) -> None:
+  from imagenet_train import results
+
+  split = config.data.eval_split
+  _print_results(
+    title,
+    {
+      f"{split} top-1 error %": summary.get(results.scalar_key(results.RAW, "top1_error"), float("nan")),
+      f"{split} top-5 error %": summary.get(results.scalar_key(results.RAW, "top5_error"), float("nan")),
+      f"{split} log loss": summary.get(results.scalar_key(results.RAW, "log_loss"), float("nan")),
+      "steps": summary["steps"],
+      "wall time (s)": summary["wall_time_s"],
+      "of which evaluation (s)": summary["eval_time_s"],
+      "training images/s": summary["train_images_per_second"],
+    },
+  )
 
 
 def _evaluate():
@@ -382,19 +450,19 @@ def _sweep():
     return
   failed = []
   for index, run in enumerate(expanded):
-    if os.path.exists(os.path.join(run.workdir, "summary.json")):
+    if os.path.exists(os.path.join(run.workdir, train.SUMMARY)):
       print(f"[{index + 1}/{len(expanded)}] {run.name}: finished before, skipped")
       continue
     print(f"[{index + 1}/{len(expanded)}] {run.name} in {run.workdir}", flush=True)
     try:
       checkpoint.check_workdir(run.workdir)
       sweep.write_run_info(run)
-      summary = train.train_and_evaluate(run.config, run.workdir)
+      train.train_and_evaluate(run.config, run.workdir)
+    except train.AlreadyFinished as finished:  # trained to its end before, but killed before its summary
+      print(f"  {finished}")
     except UserError as error:  # one run's mistake (a NaN, say) does not stop the others
       print(f"  failed: {error}", file=sys.stderr)
       failed.append(run.name)
-      continue
-    _write_json(os.path.join(run.workdir, "summary.json"), summary)
   print(report.write_report([os.path.join(_WORKDIR.value, name)]))
   if failed:
     raise UserError(
@@ -443,6 +511,7 @@ class _QuietLibraries(logging.logging.Filter):
 
 def run():
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  write_errors.quiet_background_failures()  # a failed write is the one `error:` line, not writer threads' tracebacks
   app.run(main, flags_parser=_parse_flags)
 
 

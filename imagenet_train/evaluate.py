@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from imagenet_train import checkpoint as checkpoint_lib
-from imagenet_train import protocols, results, sharding
+from imagenet_train import protocols, results, sharding, write_errors
 from imagenet_train import state as state_lib
 from imagenet_train.config import schema
 from imagenet_train.errors import UserError
@@ -293,9 +293,11 @@ def evaluate_state(
   step: int,
   workdir: str | None = None,
   confusion: bool = False,
+  resume_dir: str | None = None,
 ) -> results.Results:
   """Scores the state's raw parameters and each average it keeps with `scorer`; process 0 writes the results to
-  `workdir` (when given), and a confusion-matrix PNG per parameter set beside them when `confusion`."""
+  `workdir` (when given), and a confusion-matrix PNG per parameter set beside them when `confusion`. A failed write
+  is a UserError, naming the step a rerun resumes from when training passes its checkpoints as `resume_dir`."""
   names = _class_names(setup)
   protocol, model = scorer.protocol.name, setup.config.model
   statistics, pngs, views = {}, {}, 0
@@ -305,31 +307,34 @@ def evaluate_state(
     statistics[name] = results.statistics(scores.probabilities, scores.labels)
     if confusion and workdir and jax.process_index() == 0:
       pngs[name] = f"confusion_{protocol}_step_{step}_{name}.png"
-      write_confusion_png(
-        confusion_matrix(scores),
-        os.path.join(workdir, pngs[name]),
-        f"{model}, {protocol}, step {step} ({name} parameters)",
-        names,
-      )
+      path = os.path.join(workdir, pngs[name])
+      with write_errors.reported(pngs[name], workdir, resume_dir, partial=path):
+        write_confusion_png(
+          confusion_matrix(scores), path, f"{model}, {protocol}, step {step} ({name} parameters)", names
+        )
   evaluation = results.Results(
     protocol=protocol, model=model, step=step, views=views, parameters=statistics, class_names=names, confusion_png=pngs
   )
   if workdir and jax.process_index() == 0:
-    results.write(workdir, evaluation)
+    path = os.path.join(workdir, evaluation.file_name)
+    with write_errors.reported(evaluation.file_name, workdir, resume_dir, partial=path):
+      results.write(workdir, evaluation)
   return evaluation
 
 
 def restore_for_evaluation(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"):
   """(setup, state, step) of the workdir's latest, best or given-step checkpoint."""
   setup = state_lib.prepare(config)
+  if not epath.Path(checkpoint_lib.checkpoint_directory(workdir)).exists():  # evaluate creates nothing
+    raise UserError(f"no checkpoint in {workdir}: train there first, or pass the --workdir of a trained run")
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
   try:
     step = {"latest": checkpointer.latest_step, "best": checkpointer.best_step}.get(which, lambda: int(which))()
-    if step is None or step not in checkpointer.manager.all_steps():
-      raise UserError(
-        f"no {which} checkpoint in {checkpointer.directory}: train first, or pass --checkpoint=STEP "
-        f"from {list(checkpointer.manager.all_steps())}"
-      )
+    steps = checkpointer.all_steps()
+    if step is None or step not in steps:
+      listed = f"pass --checkpoint=STEP for one of its steps: {', '.join(map(str, steps))}" if steps else "train first"
+      named = f"checkpoint step {which}" if which.isdigit() else f"{which} checkpoint"
+      raise UserError(f"no {named} in {checkpointer.directory}: {listed}")
     state = checkpoint_lib.restore_or_init(setup, checkpointer, step)
   finally:
     checkpointer.close()
@@ -352,7 +357,7 @@ def member_config(workdir: str, fallback: ml_collections.ConfigDict) -> ml_colle
   if not path.exists():
     return fallback
   try:
-    config = ml_collections.ConfigDict(schema.upgrade_recorded(json.loads(path.read_text())))
+    config = schema.recorded_config(json.loads(path.read_text()))
   except json.JSONDecodeError as error:
     raise UserError(f"{path} is not valid JSON ({error}): restore it, or remove it to use --config") from None
   if config.data.name == fallback.data.name:

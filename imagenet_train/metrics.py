@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 from clu import metrics
 
+from imagenet_train import write_errors
+from imagenet_train.errors import UserError
+
 
 @flax.struct.dataclass
 class ClassificationMetrics(metrics.Collection):
@@ -40,8 +43,36 @@ def classification_metrics(logits, labels, loss_per_example, mask=None) -> Class
   )
 
 
-def create_writer(workdir: str):
-  """TensorBoard event files in `workdir` plus the console; process 0 writes, others only log."""
+def create_writer(workdir: str, resume_dir: str | None = None):
+  """TensorBoard event files in `workdir` plus the console; process 0 writes, others only log. A failed write is a
+  UserError naming the free space, and with `resume_dir` (the checkpoints) the step a rerun resumes from."""
   from clu import metric_writers
 
-  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+  return _ReportedWriter(writer, workdir, resume_dir)
+
+
+class _ReportedWriter:
+  """A CLU metric writer whose failed writes, in the call or in the background writes before it, are UserErrors.
+  After one it does nothing: the run ends with it, and CLU and TensorFlow would raise it again at every call."""
+
+  def __init__(self, writer, workdir: str, resume_dir: str | None):
+    self._writer, self._workdir, self._resume_dir = writer, workdir, resume_dir
+    self._failed = False
+
+  def __getattr__(self, name):
+    method = getattr(self._writer, name)
+    if not callable(method):
+      return method
+
+    def reported(*args, **kwargs):
+      if self._failed:
+        return None
+      try:
+        with write_errors.reported("metrics", self._workdir, self._resume_dir):
+          return method(*args, **kwargs)
+      except UserError:
+        self._failed = True
+        raise
+
+    return reported

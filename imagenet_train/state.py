@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from imagenet_train import models, optim, sharding
+from imagenet_train.config import schema
 from imagenet_train.config.schema import epochs_to_steps
 from imagenet_train.data import DatasetInfo
 from imagenet_train.errors import UserError
@@ -148,10 +149,33 @@ def prepare(config: ml_collections.ConfigDict, devices=None) -> Setup:
   """Validates the config, opens the dataset, and builds everything the loop needs."""
   from imagenet_train.data import pipeline  # TensorFlow is imported only when data is read.
 
+  schema.check(config)
   mesh = sharding.create_mesh(devices, config.model_parallelism)
   check_batch_sizes(config, mesh)
   builder = pipeline.open_builder(config.data)
   return build(config, mesh, pipeline.dataset_info(builder, config.data), builder)
+
+
+def _check_eval_shape(config: ml_collections.ConfigDict, model, boxed, info: DatasetInfo) -> None:
+  """Refuses an eval spec whose images the model, built for the training images, cannot score: found here, before
+  the workdir is touched, rather than at the first evaluation hours into the run."""
+  shape = info.eval_image_shape
+  if shape is None or shape == info.image_shape:
+    return
+  variables = {name: value for name, value in nn.meta.unbox(boxed).items() if name in ("params", "batch_stats")}
+  try:
+    out = jax.eval_shape(
+      functools.partial(model.apply, train=False), variables, jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+    )
+  except (ValueError, TypeError, flax.errors.FlaxError) as error:
+    out = str(error).splitlines()[0].split(" (https://")[0]
+  if getattr(out, "shape", None) != (1, info.num_classes):
+    reason = out if isinstance(out, str) else f"it gives scores of shape {out.shape}"
+    raise UserError(
+      f"model {config.model!r} is built for {info.image_shape} training images but --config.data.pp_eval emits "
+      f"{shape} ones, which it cannot score ({reason}): make pp_eval end in a crop or resize to "
+      f"{info.image_shape[0]}x{info.image_shape[1]}"
+    )
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, mesh) -> None:
@@ -180,6 +204,7 @@ def build(config: ml_collections.ConfigDict, mesh, info: DatasetInfo, builder=No
     boxed = jax.eval_shape(functools.partial(init_variables, model, info.image_shape, config.seed))
   except ValueError as error:  # models reject inputs they cannot read, naming the minimum
     raise UserError(f"model {config.model!r} cannot take {info.image_shape} images: {error}") from None
+  _check_eval_shape(config, model, boxed, info)
   averages = averages_kept(config)
   abstract = jax.eval_shape(lambda v: state_from_variables(v, tx, averages), nn.meta.unbox(boxed))  # one trace
   state_sharding = sharding.state_sharding(mesh, tx, abstract, nn.get_partition_spec(boxed["params"]))

@@ -30,6 +30,7 @@ import re
 import ml_collections
 import numpy as np
 
+from imagenet_train.config import schema
 from imagenet_train.errors import UserError
 
 MAX_NAME_LENGTH = 100
@@ -123,7 +124,10 @@ def check_overrides(config: ml_collections.ConfigDict, runs: list[dict]):
       raise UserError(
         f"the sweep lists the run {overrides} twice (runs {runs.index(overrides)} and {index}): remove the repeat"
       )
-    _apply(config, overrides)
+    try:
+      schema.check(_apply(config, overrides))
+    except UserError as error:
+      raise UserError(f"sweep run {index} ({run_name(overrides)}): {error}") from None
 
 
 def _apply(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:

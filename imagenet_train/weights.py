@@ -18,6 +18,7 @@ import numpy as np
 
 from imagenet_train import checkpoint as checkpoint_lib
 from imagenet_train import state as state_lib
+from imagenet_train import workdir_lock
 from imagenet_train.errors import UserError
 
 # Flax leaf name -> PyTorch parameter or buffer name. A PReLU's slope is nn.PReLU's `weight`.
@@ -188,8 +189,13 @@ def import_weights(config, source: str, workdir: str, keep_init: str | None = No
   `evaluate` then scores the weights as they are, and `train` fine-tunes from them. Returns the
   number of tensors imported."""
   tensors = read_state_dict(source)  # a bad file fails before anything is created
+  setup = state_lib.prepare(config)  # the config and the data checked before the workdir is touched
   checkpoint_lib.check_workdir(workdir)
-  setup = state_lib.prepare(config)
+  with workdir_lock.hold(workdir, "import-weights"):
+    return _write_imported(config, setup, tensors, source, workdir, keep_init)
+
+
+def _write_imported(config, setup, tensors: dict, source: str, workdir: str, keep_init: str | None) -> int:
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints, enable_async=False)
   try:
     if checkpointer.latest_step() is not None:

@@ -105,6 +105,7 @@ def test_batch_not_divisible_by_devices(config, tmp_path):
 
 
 def test_missing_dataset_files_say_how_to_install(config, tmp_path):
+  (tmp_path / "empty_tfds").mkdir()  # a data_dir that does not exist is refused before the dataset is looked for
   args = train_args(
     config,
     tmp_path / "work",
@@ -149,12 +150,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config, tmp_path):
     last_line,
     stderr,
     "NaN or infinite at step",
-    "last good checkpoint is step",
+    "The newest checkpoint, step",
+    "precedes the divergence",
     "--config.learning_rate",
     exit_code=1,
   )
   bad_step = int(last_line.split("at step ")[1].split(";")[0])
-  good_step = int(last_line.split("checkpoint is step ")[1].split()[0])
+  good_step = int(last_line.split("newest checkpoint, step ")[1].split()[0])
   assert good_step == bad_step - 1
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
   assert ckpt.latest_step() == good_step
@@ -162,4 +164,4 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(config, tmp_path):
 
 
 def test_evaluate_without_checkpoint(config, tmp_path):
-  assert_user_error(*run_cli("evaluate", *train_args(config, tmp_path)[1:]), "no latest checkpoint", "train first")
+  assert_user_error(*run_cli("evaluate", *train_args(config, tmp_path)[1:]), "no checkpoint in", "train there first")

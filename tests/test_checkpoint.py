@@ -8,27 +8,16 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from imagenet_train import checkpoint, results, train
 from imagenet_train.data import pipeline
 
-from conftest import REPO, xla_flags
+from conftest import REPO, final_params, xla_flags
 
 
 class _Crash(Exception):
   pass
-
-
-def _final_params(workdir):
-  ckpt = checkpoint.Checkpointer(workdir, keep=10, enable_async=False)
-  try:
-    step = ckpt.latest_step()
-    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return step, jax.device_get(restored["state"]["params"])
-  finally:
-    ckpt.close()
 
 
 def test_interrupted_run_resumes_to_the_same_parameters(config, tmp_path, monkeypatch):
@@ -54,8 +43,8 @@ def test_interrupted_run_resumes_to_the_same_parameters(config, tmp_path, monkey
 
   summary = train.train_and_evaluate(config, str(tmp_path / "interrupted"))
   assert summary["steps"] == 7
-  whole_step, whole = _final_params(str(tmp_path / "whole"))
-  resumed_step, resumed = _final_params(str(tmp_path / "interrupted"))
+  whole_step, whole = final_params(str(tmp_path / "whole"))
+  resumed_step, resumed = final_params(str(tmp_path / "interrupted"))
   assert whole_step == resumed_step == 7
   for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)

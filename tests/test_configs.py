@@ -10,11 +10,12 @@ import importlib.util
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from imagenet_train import models, protocols, sharding
-from imagenet_train.config import arguments
+from imagenet_train.config import arguments, schema
 from imagenet_train.errors import UserError
 
 from conftest import REPO, start_training
@@ -71,6 +72,27 @@ def test_every_variant_loads_with_its_paper_and_a_reproduction_command(name):
     for error in (paper.top1, paper.top5, paper.ensemble_top1, paper.ensemble_top5):
       assert error is None or 0 < error < 100, (arg, error)
     assert config.data.pp_train and config.data.pp_eval
+    config.data.data_dir = None  # the users' own folder
+    schema.check(config)  # every value within its rule
+
+
+def test_every_field_has_a_rule_and_every_rule_a_field():
+  """A field added without a rule would go unchecked; a rule left after its field was removed checks nothing."""
+
+  def fields(config, prefix=""):
+    for key, value in config.items():
+      if isinstance(value, ml_collections.ConfigDict) and key != "model_options":
+        yield from fields(value, f"{prefix}{key}.")
+      else:
+        yield f"{prefix}{key}"
+
+  assert set(fields(schema.base_config())) == set(schema.RULES)
+  for field, rule in schema.RULES.items():  # the example a refusal gives passes: the default, or a stated one
+    value = schema.base_config()
+    for part in field.split("."):
+      value = value[part]
+    if rule is not None:
+      assert rule.problem(schema.EXAMPLES.get(field, value)) is None, (field, value)
 
 
 @pytest.mark.parametrize("name", CONFIG_FILES)

@@ -16,6 +16,8 @@ class DatasetInfo:
   num_eval_examples: int
   # (mean, std) of a final `normalize` op left for the accelerator to apply, or None.
   device_normalize: tuple | None = None
+  # The shape of the images the eval spec emits (train's periodic evaluation); None: image_shape.
+  eval_image_shape: tuple[int, ...] | None = None
 
 
 def op_error_reason(message: str) -> str:

@@ -13,19 +13,40 @@ an earlier op leaves; crops whose input size is only known at run time assert it
 Every op that resizes takes `method` (tf.image.resize's) and `antialias`: True, the default,
 low-pass filters when shrinking as PIL and torchvision do; False takes TensorFlow's plain,
 faster kernel, as the Flax ImageNet example and big_vision do for their training crops.
+
+Each argument's annotation carries its rule (`imagenet_train.rules`), which `parse` checks before it builds
+anything; ops whose arguments must match the dataset (normalize's channels, onehot's classes) declare them, for
+the pipeline to compare with the dataset it opens.
 """
 
 import ast
 import dataclasses
 import inspect
 from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
 import tensorflow as tf
 
+from imagenet_train import rules
 from imagenet_train.errors import UserError
 
 Op = Callable[[dict, tf.Tensor], dict]
+
+# The argument types of the ops, each with its rule.
+Size = Annotated[int, rules.POSITIVE_WHOLE]
+Pixels = Annotated[int, rules.COUNT]
+# tf.image.ResizeMethod is a plain class of string constants, not an Enum.
+_RESIZE_METHODS = tuple(value for name, value in vars(tf.image.ResizeMethod).items() if name.isupper())
+Method = Annotated[str, rules.OneOf(_RESIZE_METHODS)]
+Switch = Annotated[bool, rules.Boolean()]
+Amount = Annotated[float, rules.NON_NEGATIVE]
+Fraction = Annotated[float, rules.FACTOR]
+Sizes = Annotated[tuple, rules.Each(rules.POSITIVE_WHOLE, nonempty=True)]
+Interval = Annotated[tuple, rules.Each(rules.POSITIVE, nonempty=True)]  # (low, high), each > 0
+Channels = Annotated[int, rules.OneOf((0, 1, 3, 4))]  # decode's: 0 keeps the file's
+PerChannel = Annotated[float | tuple, rules.OneOrEach(rules.Number())]
+PositivePerChannel = Annotated[float | tuple, rules.OneOrEach(rules.POSITIVE)]
 
 # What an op changes, declared where it is registered: evaluation protocols replace an eval
 # spec's geometry with their own views and keep its decode and its final value and label ops.
@@ -71,6 +92,27 @@ def register(name: str, kind: str):
   return add
 
 
+def _channels(*values) -> int | None:
+  """The channel count per-channel values imply: the length of the ones given per channel, None for scalars."""
+  lengths = {len(value) for value in values if isinstance(value, (tuple, list))}
+  if len(lengths) > 1:
+    raise UserError(f"per-channel values {values} differ in length: give each as many values as the images have")
+  return lengths.pop() if lengths else None
+
+
+def _check_arguments(call: "Call", factory) -> None:
+  """Refuses an argument its annotation's rule rejects, naming the op, the argument and what it must be."""
+  try:
+    bound = inspect.signature(factory).bind(*call.args, **call.kwargs)
+  except TypeError as error:
+    raise UserError(f"bad arguments for preprocessing op {call.text!r}: {error}") from None
+  bound.apply_defaults()
+  for name, value in bound.arguments.items():
+    for rule in getattr(inspect.signature(factory).parameters[name].annotation, "__metadata__", ()):
+      if (must_be := rule.problem(value)) is not None:
+        raise UserError(f"bad arguments for preprocessing op {call.text!r}: {name}={value!r} is not {must_be}")
+
+
 def _sized(op: Op, leaves: int | None, needs: int = 0) -> Op:
   """Declares the shorter side `op` leaves (None: known only at run time) and the side it needs, for `parse`."""
   op.leaves, op.needs = leaves, needs
@@ -111,10 +153,9 @@ def parse(spec: str) -> Callable[[dict, tf.Tensor], dict]:
   ops = []
   side, source = None, None
   for call in calls(spec):
-    try:
-      op = _OPS[call.name].factory(*call.args, **call.kwargs)
-    except TypeError as error:
-      raise UserError(f"bad arguments for preprocessing op {call.text!r}: {error}") from None
+    factory = _OPS[call.name].factory
+    _check_arguments(call, factory)
+    op = factory(*call.args, **call.kwargs)
     if side is not None and getattr(op, "needs", 0) > side:
       raise UserError(
         f"{call.text} is larger than the {side}-pixel shorter side that {source} leaves: "
@@ -130,6 +171,9 @@ def parse(spec: str) -> Callable[[dict, tf.Tensor], dict]:
       features = op(features, tf.random.experimental.stateless_fold_in(seed, index))
     return features
 
+  # What the spec needs of the dataset: the images' channel count and the class count, where ops declare them.
+  apply.channels = next((op.channels for op in reversed(ops) if getattr(op, "channels", None)), None)
+  apply.classes = next((op.classes for op in reversed(ops) if getattr(op, "classes", None)), None)
   return apply
 
 
@@ -237,7 +281,7 @@ def _decode_window(encoded: tf.Tensor, window: Callable[[tf.Tensor], tf.Tensor])
 
 
 @register("decode", DECODE)
-def decode(channels: int = 0):
+def decode(channels: Channels = 0):
   """Decodes the encoded `image` (JPEG, PNG, ...) into uint8 HWC."""
 
   def op(features, seed):
@@ -250,7 +294,11 @@ def decode(channels: int = 0):
 
 @register("decode_and_inception_crop", GEOMETRY)
 def decode_and_inception_crop(
-  size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3), method: str = "bilinear", antialias: bool = True
+  size: Size,
+  area: Interval = (0.08, 1.0),
+  aspect: Interval = (3 / 4, 4 / 3),
+  method: Method = "bilinear",
+  antialias: Switch = True,
 ):
   """Decodes a random window of `area` fraction and `aspect` ratio, resized to `size`x`size`, uint8.
 
@@ -266,7 +314,11 @@ def decode_and_inception_crop(
 
 @register("inception_crop", GEOMETRY)
 def inception_crop(
-  size: int, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3), method: str = "bilinear", antialias: bool = True
+  size: Size,
+  area: Interval = (0.08, 1.0),
+  aspect: Interval = (3 / 4, 4 / 3),
+  method: Method = "bilinear",
+  antialias: Switch = True,
 ):
   """`decode_and_inception_crop` on an already decoded image (Szegedy et al. 2015)."""
 
@@ -278,7 +330,9 @@ def inception_crop(
 
 
 @register("decode_and_center_crop", GEOMETRY)
-def decode_and_center_crop(size: int, crop_fraction: float = 0.875, method: str = "bilinear", antialias: bool = True):
+def decode_and_center_crop(
+  size: Size, crop_fraction: Fraction = 0.875, method: Method = "bilinear", antialias: Switch = True
+):
   """Decodes the central square of `crop_fraction` times the shorter side, resized to `size`x`size`.
 
   Single-crop evaluation (He et al. 2016) the way the TPU ResNet and Flax ImageNet examples do it: 224 of 256.
@@ -293,7 +347,7 @@ def decode_and_center_crop(size: int, crop_fraction: float = 0.875, method: str 
 
 
 @register("resize", GEOMETRY)
-def resize(size: int, method: str = "bilinear", antialias: bool = True):
+def resize(size: Size, method: Method = "bilinear", antialias: Switch = True):
   """Resizes to `size`x`size`, ignoring the aspect and keeping the dtype (Caffe's 256x256 warp, Jia et al. 2014)."""
 
   def op(features, seed):
@@ -304,7 +358,7 @@ def resize(size: int, method: str = "bilinear", antialias: bool = True):
 
 
 @register("resize_small", GEOMETRY)
-def resize_small(size: int, multiple: int = 1, method: str = "bilinear", antialias: bool = True):
+def resize_small(size: Size, multiple: Size = 1, method: Method = "bilinear", antialias: Switch = True):
   """Resizes the shorter side to `size`, keeping the aspect and the dtype (VGG's and ResNet's test scales).
 
   With `multiple` > 1 the longer side rounds to the nearest multiple of it (not below `size`), changing the aspect
@@ -319,13 +373,13 @@ def resize_small(size: int, multiple: int = 1, method: str = "bilinear", antiali
 
 
 @register("random_resize_small", GEOMETRY)
-def random_resize_small(min_size: int, max_size: int, method: str = "bilinear", antialias: bool = True):
+def random_resize_small(min_size: Size, max_size: Size, method: Method = "bilinear", antialias: Switch = True):
   """Resizes the shorter side to an integer drawn uniformly from [min_size, max_size], keeping the aspect.
 
   Scale jittering: VGG trains on [256, 512] (Simonyan & Zisserman 2014), ResNet on [256, 480] (He et al. 2016).
   """
-  if not 0 < min_size <= max_size:
-    raise UserError(f"random_resize_small({min_size}, {max_size}) needs 0 < min_size <= max_size")
+  if min_size > max_size:
+    raise UserError(f"random_resize_small({min_size}, {max_size}) needs min_size <= max_size")
 
   def op(features, seed):
     size = tf.random.stateless_uniform([], seed, min_size, max_size + 1, dtype=tf.int32)
@@ -335,7 +389,7 @@ def random_resize_small(min_size: int, max_size: int, method: str = "bilinear", 
 
 
 @register("center_crop", GEOMETRY)
-def center_crop(size: int):
+def center_crop(size: Size):
   """Crops the central `size`x`size` window (single-crop evaluation, e.g. He et al. 2016)."""
 
   def op(features, seed):
@@ -348,7 +402,7 @@ def center_crop(size: int):
 
 
 @register("random_crop", GEOMETRY)
-def random_crop(size: int, pad: int = 0):
+def random_crop(size: Size, pad: Pixels = 0):
   """Zero-pads by `pad` pixels on each side, then crops a random `size`x`size` window.
 
   AlexNet's random 224 crops of 256 images (Krizhevsky et al. 2012); with `pad`, ResNet's CIFAR-10 augmentation.
@@ -386,7 +440,7 @@ _EIGVEC = [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.
 
 
 @register("pca_lighting", COLOUR)
-def pca_lighting(sigma: float = 0.1):
+def pca_lighting(sigma: Amount = 0.1):
   """Adds sum_i alpha_i lambda_i p_i, alpha_i ~ N(0, sigma), to every pixel: AlexNet's PCA lighting noise.
 
   Krizhevsky et al. 2012, section 4.1; float32 out, on the 0..255 scale.
@@ -406,16 +460,16 @@ def _gray(image: tf.Tensor) -> tf.Tensor:
 
 
 @register("color_jitter", COLOUR)
-def color_jitter(brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
+def color_jitter(
+  brightness: Amount = 0.0,
+  contrast: Amount = 0.0,
+  saturation: Amount = 0.0,
+  hue: Annotated[float, rules.Number(0.0, 0.5)] = 0.0,
+):
   """torchvision's ColorJitter, always in the order brightness, contrast, saturation, hue (it shuffles the order).
 
   Howard's (2013) photometric distortions, used to train GoogLeNet (Szegedy et al. 2015); float32 in [0, 255].
   """
-  if min(brightness, contrast, saturation) < 0 or not 0 <= hue <= 0.5:
-    raise UserError(
-      f"color_jitter needs brightness, contrast and saturation >= 0 and 0 <= hue <= 0.5, "
-      f"got {brightness}, {contrast}, {saturation}, {hue}"
-    )
 
   def blend(image, other, amount, seed):
     factor = tf.random.stateless_uniform([], seed, max(0.0, 1.0 - amount), 1.0 + amount)
@@ -439,7 +493,7 @@ def color_jitter(brightness: float = 0.0, contrast: float = 0.0, saturation: flo
 
 
 @register("normalize", VALUE)
-def normalize(mean=0.0, std=1.0):
+def normalize(mean: PerChannel = 0.0, std: PositivePerChannel = 1.0):
   """Scales pixels to [0, 1], then subtracts the per-channel `mean` and divides by `std` (He et al. 2016)."""
 
   def op(features, seed):
@@ -447,6 +501,7 @@ def normalize(mean=0.0, std=1.0):
     image = tf.cast(features["image"], tf.float32) / 255.0
     return {**features, "image": (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)}
 
+  op.channels = _channels(mean, std)
   return op
 
 
@@ -468,18 +523,19 @@ def split_final_normalize(spec: str) -> tuple[str, tuple | None]:
 
 
 @register("subtract_mean", VALUE)
-def subtract_mean(mean):
+def subtract_mean(mean: PerChannel):
   """Subtracts a per-channel `mean` in 0..255 pixel units, float32 out (VGG, Simonyan & Zisserman 2014)."""
 
   def op(features, seed):
     del seed
     return {**features, "image": tf.cast(features["image"], tf.float32) - tf.constant(mean, tf.float32)}
 
+  op.channels = _channels(mean)
   return op
 
 
 @register("subtract_mean_image", VALUE)
-def subtract_mean_image(path: str):
+def subtract_mean_image(path: Annotated[str, rules.Text(nonempty=True)]):
   """Subtracts the [H, W, C] mean image of the .npy file `path` (0..255 units), resized to the image if need be.
 
   AlexNet subtracts the mean 256x256 training image (Krizhevsky et al. 2012); float32 out.
@@ -506,11 +562,12 @@ def subtract_mean_image(path: str):
     )
     return {**features, "image": image - mean_image}
 
+  op.channels = mean.shape[-1]
   return op
 
 
 @register("onehot", LABEL)
-def onehot(num_classes: int, smoothing: float = 0.0):
+def onehot(num_classes: Size, smoothing: Annotated[float, rules.BELOW_ONE] = 0.0):
   """Turns `label` into a float32 one-hot vector, with Inception-v3's label smoothing (Szegedy et al. 2016)."""
 
   def op(features, seed):
@@ -519,11 +576,12 @@ def onehot(num_classes: int, smoothing: float = 0.0):
     label = tf.one_hot(features["label"], num_classes, on_value=1.0 - smoothing + off, off_value=off)
     return {**features, "label": label}
 
+  op.classes = num_classes
   return op
 
 
 @register("ten_crop", GEOMETRY)
-def ten_crop(size: int):
+def ten_crop(size: Size):
   """The center and four corner `size`x`size` crops, then their mirrors: 10 views (Krizhevsky et al. 2012)."""
 
   def op(features, seed):
@@ -535,7 +593,7 @@ def ten_crop(size: int):
 
 
 @register("grid_crops", GEOMETRY)
-def grid_crops(size: int, grid: int = 5, flips: bool = True):
+def grid_crops(size: Size, grid: Size = 5, flips: Switch = True):
   """`grid`x`grid` evenly spaced `size`x`size` crops, row-major, then their mirrors if `flips`.
 
   The dense crops of VGG's multi-crop evaluation (Simonyan & Zisserman 2014).
@@ -550,7 +608,7 @@ def grid_crops(size: int, grid: int = 5, flips: bool = True):
 
 
 @register("vgg_multi_crop", GEOMETRY)
-def vgg_multi_crop(size: int = 224, scales=(256, 384, 512), grid: int = 5):
+def vgg_multi_crop(size: Size = 224, scales: Sizes = (256, 384, 512), grid: Size = 5):
   """`grid_crops` with flips at each shorter side in `scales`: 150 views by default (Simonyan & Zisserman 2014)."""
   if min(scales) < size:
     raise UserError(f"vgg_multi_crop needs every scale in {scales} to be at least the crop size {size}")
@@ -565,7 +623,7 @@ def vgg_multi_crop(size: int = 224, scales=(256, 384, 512), grid: int = 5):
 
 
 @register("googlenet_crops", GEOMETRY)
-def googlenet_crops(size: int = 224, scales=(256, 288, 320, 352)):
+def googlenet_crops(size: Size = 224, scales: Sizes = (256, 288, 320, 352)):
   """GoogLeNet's 144 test views (Szegedy et al. 2014, section 7): 3 squares per scale, 6 views each, and mirrors.
 
   The squares lie along the longer side; their views are the center and corner crops and the square resized.

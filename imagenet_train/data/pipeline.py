@@ -38,12 +38,32 @@ def open_builder(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
       f"{f' --manual_dir={data.manual_dir}' if data.manual_dir else ''}`, or point --config.data.data_dir "
       "at the folder you prepared it in"
     )
-  for role, split in (("eval_split", data.eval_split), ("train_split", data.train_split)):
-    if split and split.split("[")[0] not in builder.info.splits:
+  for role in ("eval_split", "train_split"):
+    if data[role]:
+      _check_split(builder, data, role)
+  features = builder.info.features
+  for role in ("image_key", "label_key"):
+    if data[role] not in features:
       raise UserError(
-        f"dataset {data.name!r} has no split {split!r} (--config.data.{role}); it has {', '.join(builder.info.splits)}"
+        f"dataset {data.name!r} has no feature {data[role]!r} (--config.data.{role}): it has {', '.join(features)}"
       )
   return builder
+
+
+def _check_split(builder: tfds.core.DatasetBuilder, data: ml_collections.ConfigDict, role: str) -> None:
+  """Refuses a split (or slice) of `data.role` that does not parse, names no split, or selects no example."""
+  split, splits = data[role], builder.info.splits
+  if split.split("[")[0] not in splits:
+    raise UserError(f"dataset {data.name!r} has no split {split!r} (--config.data.{role}); it has {', '.join(splits)}")
+  try:
+    count = splits[split].num_examples
+  except (ValueError, AssertionError) as error:
+    raise UserError(
+      f"--config.data.{role}={split} is not a split tfds can read ({str(error).splitlines()[0]}): write e.g. "
+      "train, train[:90%] or train[1000:]"
+    ) from None
+  if count <= 0:  # tfds counts a slice that ends before it starts as negative
+    raise UserError(f"--config.data.{role}={split} selects no examples of {data.name!r}: widen the slice")
 
 
 def host_specs(data: ml_collections.ConfigDict) -> tuple[str, str, tuple | None]:
@@ -60,33 +80,68 @@ def host_specs(data: ml_collections.ConfigDict) -> tuple[str, str, tuple | None]
 
 
 def dataset_info(builder: tfds.core.DatasetBuilder, data: ml_collections.ConfigDict) -> DatasetInfo:
-  """Class count, split sizes, and the shape of the images the training pipeline emits."""
+  """Class count, split sizes, and the shapes of the images the training and evaluation pipelines emit."""
   info = builder.info
+  num_classes = info.features[data.label_key].num_classes
+  written = {role: _parse_spec(data, role, num_classes) for role in ("pp_train", "pp_eval") if data[role]}
   pp_train, pp_eval, device_normalize = host_specs(data)
-  spec = pp_train if data.train_split else pp_eval  # evaluation-only datasets have no train split
-  preprocess = ops.parse(spec)
-  first = (
-    _read(builder, data.train_split or data.eval_split, data)
-    .take(1)
-    .map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
-  )
-  shape = first.element_spec.shape
-  if not shape.is_fully_defined() and tf.TensorShape(info.features[data.image_key].shape).is_fully_defined():
-    # Decoding forgets the size, but images of a fixed-size dataset keep theirs through
-    # size-preserving ops: one example tells.
-    shape = next(iter(first)).shape
-  if not shape.is_fully_defined():
-    raise UserError(
-      f"the preprocessing spec {spec!r} leaves images of varying size ({shape}): end it with a "
-      "crop or resize to a fixed size"
-    )
+  eval_shape = _emitted_shape(builder, data, "pp_eval", pp_eval, data.eval_split)
+  # Evaluation-only datasets have no train split: the model is built for the evaluation images.
+  shape = _emitted_shape(builder, data, "pp_train", pp_train, data.train_split) if data.train_split else eval_shape
+  channels = int(tf.TensorShape(info.features[data.image_key].shape)[-1] or shape[-1])
+  for role, parsed in written.items():
+    if parsed.channels not in (None, channels):
+      raise UserError(
+        f"--config.data.{role} gives {parsed.channels} per-channel values but {data.name!r} has {channels}-channel "
+        f"images: give {channels}"
+      )
   return DatasetInfo(
-    num_classes=info.features[data.label_key].num_classes,
-    image_shape=tuple(shape.as_list()[-3:]),  # a multi-view evaluation spec stacks its views in front
+    num_classes=num_classes,
+    image_shape=shape,
     num_train_examples=info.splits[data.train_split].num_examples if data.train_split else 0,
     num_eval_examples=info.splits[data.eval_split].num_examples,
     device_normalize=device_normalize,
+    eval_image_shape=eval_shape,
   )
+
+
+def _emitted_shape(builder, data: ml_collections.ConfigDict, role: str, spec: str, split: str) -> tuple[int, ...]:
+  """The [height, width, channels] of the images `spec`, the host's part of `data.role`, makes of `split`'s
+  examples (a multi-view evaluation spec stacks its views in front of them)."""
+  preprocess = ops.parse(spec)
+  first = (
+    _read(builder, split, data, cache=False).take(1).map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  )
+  shape = first.element_spec.shape
+  if not shape.is_fully_defined() and tf.TensorShape(builder.info.features[data.image_key].shape).is_fully_defined():
+    # Decoding forgets the size, but images of a fixed-size dataset keep theirs through
+    # size-preserving ops: one example tells.
+    try:
+      shape = next(iter(first)).shape
+    except tf.errors.InvalidArgumentError as error:  # an op's own run-time check, such as a crop too large
+      raise UserError(
+        f"--config.data.{role}={data[role]} fails on the first example of {split}: {op_error_reason(error.message)}"
+      ) from None
+  if not shape.is_fully_defined():
+    raise UserError(
+      f"--config.data.{role}={data[role]} leaves images of varying size ({shape}): end it with a crop or resize to "
+      "a fixed size"
+    )
+  return tuple(shape.as_list()[-3:])
+
+
+def _parse_spec(data: ml_collections.ConfigDict, role: str, num_classes: int):
+  """The spec of `data.role` parsed, its mistakes named with the field; refuses a class count not the dataset's."""
+  try:
+    parsed = ops.parse(data[role])
+  except UserError as error:
+    raise UserError(f"--config.data.{role}: {error}") from None
+  if parsed.classes not in (None, num_classes):
+    raise UserError(
+      f"--config.data.{role} encodes labels as {parsed.classes} classes but {data.name!r} has {num_classes}: "
+      f"write onehot({num_classes})"
+    )
+  return parsed
 
 
 def _numpy(ds: tf.data.Dataset, data: ml_collections.ConfigDict) -> Iterator[dict]:
@@ -105,8 +160,9 @@ def _numpy(ds: tf.data.Dataset, data: ml_collections.ConfigDict) -> Iterator[dic
     yield batch
 
 
-def _read(builder, split: str, data: ml_collections.ConfigDict) -> tf.data.Dataset:
-  """The split's records in their stored order, images left encoded for the ops to decode."""
+def _read(builder, split: str, data: ml_collections.ConfigDict, cache: bool = True) -> tf.data.Dataset:
+  """The split's records in their stored order, images left encoded for the ops to decode; cached in memory with
+  `data.cache_raw` unless `cache` is off (a look at the first record, which would leave a cache half filled)."""
   ds = builder.as_dataset(
     split=split,
     shuffle_files=False,
@@ -114,7 +170,7 @@ def _read(builder, split: str, data: ml_collections.ConfigDict) -> tf.data.Datas
     read_config=tfds.ReadConfig(try_autocache=False),
   )
   ds = ds.map(lambda ex: {"image": ex[data.image_key], "label": tf.cast(ex[data.label_key], tf.int32)})
-  return ds.cache() if data.cache_raw else ds
+  return ds.cache() if data.cache_raw and cache else ds
 
 
 def _options(data) -> tf.data.Options:
@@ -254,7 +310,11 @@ def _eval_dataset(builder, data, local_batch_size, process_index, process_count)
 def views_per_example(builder, data: ml_collections.ConfigDict) -> int:
   """How many views the eval spec stacks per example (multi-crop protocols), 1 for a single image."""
   preprocess = ops.parse(host_specs(data)[1])
-  first = _read(builder, data.eval_split, data).take(1).map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  first = (
+    _read(builder, data.eval_split, data, cache=False)
+    .take(1)
+    .map(lambda ex: preprocess(ex, tf.zeros([2], tf.int64))["image"])
+  )
   shape = first.element_spec.shape
   if shape.rank != 4:
     return 1

@@ -41,7 +41,7 @@ def builder_for(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     return LOCAL_BUILDERS[name](data_dir=data_dir)
   try:
     return tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
+  except (tfds.core.registered.DatasetNotFoundError, ValueError):  # ValueError: a name tfds cannot even parse
     raise UserError(
       f"unknown tfds dataset {name!r}: give a tfds name such as imagenet2012, imagenet_v2, "
       "imagenet_resized/64x64, cifar10 or fashion_mnist, or the local fashion_mnist_local"

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from imagenet_train import rules
 from imagenet_train.errors import UserError
 from imagenet_train.models import counting, layers
 
@@ -66,16 +67,18 @@ class OptionError(ValueError):
 
 
 def check_choice(option: str, value, choices) -> None:
-  if value not in choices:
-    *others, last = map(repr, choices)
-    raise OptionError(f"{option} must be {', '.join(others) + ' or ' if others else ''}{last}, not {value!r}")
+  _check(option, value, rules.OneOf(tuple(choices)))
 
 
 def check_range(option: str, value, *, low: float = 0.0, high: float | None = None, low_open: bool = False) -> None:
   """Refuses `value` outside [low, high), or (low, high) with `low_open`; no `high`: unbounded."""
-  if (value <= low if low_open else value < low) or (high is not None and value >= high):
-    interval = f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else f'{high:g}'})"
-    raise OptionError(f"{option} must be in {interval}, not {value!r}")
+  _check(option, value, rules.Number(low, high, low_open=low_open, high_open=True))
+
+
+def _check(option: str, value, rule) -> None:
+  must_be = rule.problem(value)
+  if must_be is not None:
+    raise OptionError(f"{option} must be {must_be}, not {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
