@@ -180,8 +180,14 @@ def schedule_config() -> ml_collections.ConfigDict:
   return s
 
 
+def _schedule_names():
+  from imagenet_train import optim  # the schedules it builds, read only when a config is checked
+
+  return optim.SCHEDULES
+
+
 _SCHEDULE_RULES = {
-  "name": rules.OneOf(("constant", "steps", "exponential", "cosine", "plateau")),
+  "name": rules.OneOf(_schedule_names),
   "warmup_epochs": rules.NON_NEGATIVE,
   "warmup_start_fraction": rules.FRACTION,
   "boundaries_epochs": rules.Each(rules.POSITIVE, increasing=True),
