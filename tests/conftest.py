@@ -151,16 +151,16 @@ def start_training(config, devices):
   return setup, setup.initial_state(), step_lib.jit_train_step(setup), batches
 
 
-def final_params(workdir: str):
-  """(step, parameters) of a workdir's newest checkpoint, read as saved."""
+def final_params(workdir, step: int | None = None):
+  """(step, parameters) of a workdir's checkpoint at `step` (default: the newest), read as saved."""
   import jax
   import orbax.checkpoint as ocp
 
   from imagenet_train import checkpoint
 
-  ckpt = checkpoint.Checkpointer(workdir, keep=10, enable_async=False)
+  ckpt = checkpoint.Checkpointer(str(workdir), keep=10, enable_async=False)
   try:
-    step = ckpt.latest_step()
+    step = ckpt.latest_step() if step is None else step
     restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     return step, jax.device_get(restored["state"]["params"])
   finally:

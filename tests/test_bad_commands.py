@@ -260,6 +260,11 @@ COMMAND_CASES = [
     ["train", "--config=configs/default.py:huge", "--workdir={work}"],
     ["configs/default.py", "huge"],
   ),
+  (
+    "train_checkpoint_best",
+    ["train", "--config=configs/default.py", "--workdir={work}", "--checkpoint=best"],
+    ["latest"],
+  ),
   ("evaluate_no_workdir", ["evaluate", "--config=configs/default.py"], ["--workdir is required"]),
   (
     "evaluate_empty_workdir",

@@ -14,13 +14,12 @@ import shutil
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from imagenet_train import checkpoint, evaluate, protocols, train
 from imagenet_train.errors import UserError
 
-from conftest import tiny_config
+from conftest import final_params, tiny_config
 from test_bad_input import assert_user_error, run_cli, train_args
 
 
@@ -82,21 +81,12 @@ def _contents(root: pathlib.Path) -> dict[str, str]:
   }
 
 
-def _params(workdir, step: int):
-  ckpt = checkpoint.Checkpointer(str(workdir), keep=10, enable_async=False)
-  try:
-    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.device_get(restored["state"]["params"])
-  finally:
-    ckpt.close()
-
-
 @pytest.fixture(scope="module")
 def reference(fashion_mnist_dir, data_dir, tmp_path_factory):
   """The workdir of an uninterrupted 6-step run, and its final parameters."""
   workdir = tmp_path_factory.mktemp("uninterrupted")
   train.train_and_evaluate(_config(fashion_mnist_dir, data_dir), str(workdir))
-  return workdir, _params(workdir, 6)
+  return workdir, final_params(workdir, 6)[1]
 
 
 def _killed_after_step_4(reference, tmp_path) -> pathlib.Path:
@@ -138,7 +128,7 @@ def test_train_resumes_from_the_newest_readable_step_and_keeps_the_damaged_one(
   assert _contents(moved_to) == damaged  # moved whole, not deleted
   assert _contents(workdir / "checkpoints" / "2") == older
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4", "6"]
-  for want, got in zip(jax.tree.leaves(reference[1]), jax.tree.leaves(_params(workdir, 6)), strict=True):
+  for want, got in zip(jax.tree.leaves(reference[1]), jax.tree.leaves(final_params(workdir, 6)[1]), strict=True):
     np.testing.assert_array_equal(want, got)
 
 
@@ -157,7 +147,7 @@ def test_a_first_save_that_never_finished_is_kept_and_the_run_starts_afresh(
     f"moved it to {moved_to}; starting afresh"
   ]
   assert _contents(moved_to) == damaged
-  for want, got in zip(jax.tree.leaves(reference[1]), jax.tree.leaves(_params(workdir, 6)), strict=True):
+  for want, got in zip(jax.tree.leaves(reference[1]), jax.tree.leaves(final_params(workdir, 6)[1]), strict=True):
     np.testing.assert_array_equal(want, got)
 
 

@@ -12,12 +12,12 @@ import subprocess
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from imagenet_train import checkpoint, metrics, write_errors
 from imagenet_train.errors import UserError
 
+from conftest import final_params
 from test_bad_input import run_cli, train_args
 
 DISK_BYTES = 4 * 2**20
@@ -72,16 +72,6 @@ def _fill(disk, leave: int = 0):
   return filler
 
 
-def _final_params(workdir):
-  ckpt = checkpoint.Checkpointer(str(workdir), keep=10, enable_async=False)
-  try:
-    step = ckpt.latest_step()
-    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return step, jax.device_get(restored["state"]["params"])
-  finally:
-    ckpt.close()
-
-
 def test_a_full_disk_ends_the_run_in_one_line_and_a_rerun_resumes(config, tmp_path, small_disk):
   workdir = small_disk / "run"
   filler = _fill(small_disk, leave=FIRST_CHECKPOINT_ROOM)
@@ -104,7 +94,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_a_rerun_resumes(config, tmp_pa
   whole = tmp_path / "whole"
   returncode, _, stderr = run_cli(*train_args(config, whole, *RUN))
   assert returncode == 0, stderr[-3000:]
-  (whole_step, whole_params), (resumed_step, resumed_params) = _final_params(whole), _final_params(workdir)
+  (whole_step, whole_params), (resumed_step, resumed_params) = final_params(whole), final_params(workdir)
   assert whole_step == resumed_step == 6
   for a, b in zip(jax.tree.leaves(whole_params), jax.tree.leaves(resumed_params)):
     np.testing.assert_array_equal(a, b)
