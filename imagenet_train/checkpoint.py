@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator
 
 import jax
@@ -162,7 +161,8 @@ class Checkpointer:
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     except Exception as error:  # Orbax and TensorStore raise many types; the cause is read below
-      _quiet_failed_restores()
+      # The state's other reads are left in flight, each to meet Orbax's closed event loop when it finishes.
+      write_errors.quiet_abandoned_orbax_work()
       self._refuse_other_layout(step, abstract_state)
       raise DamagedCheckpoint(step, f"its arrays cannot be read: {_first_line(error)}") from None
     return restored["state"]
@@ -294,25 +294,6 @@ def _first_line(error: BaseException) -> str:
   line = lines[0] if lines else type(error).__name__
   line = re.sub(r' in OCDBT database at [^"]*"[^"]*"', "", line).split(" [tensorstore_spec")[0]
   return line if len(line) <= 300 else line[:297] + "..."
-
-
-def _quiet_failed_restores() -> None:
-  """A failed Orbax restore leaves the state's other reads in flight: each one that finishes afterwards meets
-  Orbax's closed event loop, and Python prints it as a traceback ("Event loop is closed", or a coroutine's error
-  with the whole TensorStore spec), hundreds of lines burying the one-line warning. Drops those, passes the rest."""
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_failed_restores", False):
-    return
-
-  def hook(unraisable):
-    leftover = (
-      isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
-    ) or (getattr(unraisable.object, "__qualname__", "") == "_read_array_index_and_device_put")
-    if not leftover:
-      previous(unraisable)
-
-  hook.drops_failed_restores = True
-  sys.unraisablehook = hook
 
 
 def check_workdir(workdir: str) -> None:

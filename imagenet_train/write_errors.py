@@ -132,28 +132,35 @@ class _QuietBackgroundFailures(logging.Filter):
     return not any(part in record.pathname for part in ("/orbax/", "/clu/"))
 
 
-def _abandoned_orbax_write(unraisable) -> bool:
-  """A leftover of a failed Orbax save: a TensorStore callback meeting Orbax's closed event loop, or one of its
-  write coroutines collected at exit. Reads only attributes: at exit, imports fail."""
+def _abandoned_orbax_work(unraisable) -> bool:
+  """A leftover of a failed Orbax save or restore: a TensorStore callback meeting Orbax's closed event loop, or one
+  of its coroutines collected at exit. Reads only attributes: at exit, imports fail."""
   if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
     return True
   code = getattr(unraisable.object, "cr_code", None)
-  return "/orbax/" in getattr(code, "co_filename", "")
+  if "/orbax/" in getattr(code, "co_filename", ""):
+    return True
+  return getattr(unraisable.object, "__qualname__", "") == "_read_array_index_and_device_put"  # a restore's read
 
 
-def quiet_background_failures() -> None:
-  """Installs the filter on the console's log handler and a sys.unraisablehook dropping `_abandoned_orbax_write`s;
-  anything else passes to the previous hook."""
-  handler = absl_logging.get_absl_handler()
-  if not any(isinstance(f, _QuietBackgroundFailures) for f in handler.filters):
-    handler.addFilter(_QuietBackgroundFailures())
+def quiet_abandoned_orbax_work() -> None:
+  """Installs a sys.unraisablehook dropping `_abandoned_orbax_work`, which Python would print as hundreds of lines
+  of tracebacks burying the one line that reports the failure; anything else passes to the previous hook."""
   previous = sys.unraisablehook
-  if getattr(previous, "drops_abandoned_orbax_writes", False):
+  if getattr(previous, "drops_abandoned_orbax_work", False):
     return
 
   def hook(unraisable):
-    if not _abandoned_orbax_write(unraisable):
+    if not _abandoned_orbax_work(unraisable):
       previous(unraisable)
 
-  hook.drops_abandoned_orbax_writes = True
+  hook.drops_abandoned_orbax_work = True
   sys.unraisablehook = hook
+
+
+def quiet_background_failures() -> None:
+  """Installs the filter on the console's log handler, and `quiet_abandoned_orbax_work`."""
+  handler = absl_logging.get_absl_handler()
+  if not any(isinstance(f, _QuietBackgroundFailures) for f in handler.filters):
+    handler.addFilter(_QuietBackgroundFailures())
+  quiet_abandoned_orbax_work()
